@@ -1,0 +1,173 @@
+"""The devstack ClickHouse endpoint, driven by clickhouse-connect with its default settings, on a real chDB engine."""
+
+import datetime as dt
+import gzip
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+import clickhouse_connect
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from devstack.clickhouse import ClickHouseEndpoint
+
+USER = "aspects"
+PASSWORD = "s3cret'pa:ss"  # a quote and a colon: both must survive Basic auth
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    with ClickHouseEndpoint(tmp_path_factory.mktemp("clickhouse"), user=USER, password=PASSWORD) as running:
+        yield running
+
+
+def connect(endpoint, **settings):
+    return clickhouse_connect.get_client(
+        host="127.0.0.1", port=endpoint.port, username=USER, password=PASSWORD, **settings
+    )
+
+
+@pytest.fixture
+def client(endpoint):
+    with connect(endpoint) as connected:
+        yield connected
+
+
+ASPECTS_COLUMNS = {
+    "id": "UInt64",
+    "name": "String",
+    "score": "Int32",
+    "actor_id": "UUID",
+    "is_active": "Bool",
+    "emission_time": "DateTime64(6)",
+    "org": "LowCardinality(String)",
+    "nickname": "Nullable(String)",
+    "completed_at": "Nullable(DateTime64(6))",
+    "grade": "Nullable(Int32)",
+}
+
+
+def aspects_row(number):
+    emitted = dt.datetime(2024, 3, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=number * 37, microseconds=number)
+    return [
+        number,
+        f"Zoë 学生 №{number} 🎓",
+        -number,
+        uuid.uuid5(uuid.NAMESPACE_URL, str(number)),
+        number % 2 == 0,
+        emitted,
+        f"org-{number % 7}",
+        None if number % 3 else f"Ñandú {number}",
+        None if number % 4 else emitted + dt.timedelta(days=1),
+        None if number % 5 else number,
+    ]
+
+
+def as_returned(row):
+    """What the client reads back: DateTime64 columns without a time zone come back naive, in the server's UTC."""
+    return tuple(value.replace(tzinfo=None) if isinstance(value, dt.datetime) else value for value in row)
+
+
+def test_native_insert_and_query_round_trip_every_aspects_column_type(client):
+    columns = ", ".join(f"{name} {kind}" for name, kind in ASPECTS_COLUMNS.items())
+    client.command(f"CREATE TABLE round_trip ({columns}) ENGINE = MergeTree ORDER BY id")
+    rows = [aspects_row(number) for number in range(10_000)]
+
+    summary = client.insert("round_trip", rows, column_names=list(ASPECTS_COLUMNS))
+    result = client.query("SELECT * FROM round_trip ORDER BY id")
+
+    assert summary.written_rows == 10_000
+    assert result.column_names == tuple(ASPECTS_COLUMNS)
+    assert result.result_rows == [as_returned(row) for row in rows]
+
+
+def test_raw_inserts_and_a_parameterized_query(client):
+    client.command("CREATE TABLE raw_rows (id UInt32, s String) ENGINE = MergeTree ORDER BY id")
+    csv = '1,plain\n2,"O\'Brien, ""Jr"""\n'
+    json_each_row = "\n".join(json.dumps({"id": 3 + n, "s": text}) for n, text in enumerate(["it's", "çà"]))
+
+    client.raw_insert("raw_rows", ["id", "s"], csv, fmt="CSV")
+    # Compressed by the caller: the statement then travels in the URL and the body is pure (gzip) data.
+    client.raw_insert(
+        "raw_rows", ["id", "s"], gzip.compress(json_each_row.encode()), fmt="JSONEachRow", compression="gzip"
+    )
+
+    assert client.query("SELECT id, s FROM raw_rows ORDER BY id").result_rows == [
+        (1, "plain"),
+        (2, 'O\'Brien, "Jr"'),
+        (3, "it's"),
+        (4, "çà"),
+    ]
+    assert client.query("SELECT id FROM raw_rows WHERE s = {s:String}", parameters={"s": "it's"}).result_rows == [(3,)]
+
+
+def test_settings_apply_to_one_query_only(client):
+    default = client.command("SELECT getSetting('max_threads')")
+
+    assert client.command("SELECT getSetting('max_threads')", settings={"max_threads": 3}) == 3
+    assert client.command("SELECT getSetting('max_threads')") == default != 3
+
+
+def test_credentials_are_checked(endpoint):
+    with pytest.raises(DatabaseError, match="Authentication failed"):
+        clickhouse_connect.get_client(host="127.0.0.1", port=endpoint.port, username=USER, password="wrong")
+    with pytest.raises(DatabaseError, match="Authentication failed"):
+        clickhouse_connect.get_client(host="127.0.0.1", port=endpoint.port)  # user default, no password
+
+    with connect(endpoint) as right:
+        assert right.command("SELECT currentDatabase()") == "default"
+
+
+def test_passwords_stay_out_of_the_server_log(endpoint):
+    without_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get(password):
+        query = urllib.parse.urlencode({"user": USER, "password": password, "query": "SELECT 1"})
+        with without_proxy.open(f"{endpoint.url}/?{query}", timeout=10) as response:
+            return response.read()
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get("wrong-but-secret")
+
+    assert refused.value.code == 403
+    assert get(PASSWORD) == b"1\n"
+    log = endpoint.output()
+    assert "GET / 403" in log
+    assert "wrong-but-secret" not in log
+    assert "pa:ss" not in log
+
+
+def test_data_survives_a_restart(endpoint):
+    with connect(endpoint) as before:
+        before.command("CREATE TABLE survivors (id UInt32) ENGINE = MergeTree ORDER BY id")
+        before.insert("survivors", [[1], [2], [3]], column_names=["id"])
+    port = endpoint.port
+
+    endpoint.restart()
+
+    assert endpoint.port == port
+    with connect(endpoint) as after:
+        assert after.query("SELECT id FROM survivors ORDER BY id").result_rows == [(1,), (2,), (3,)]
+
+
+def test_errors_carry_the_clickhouse_code_and_text(client):
+    with pytest.raises(DatabaseError, match=r"Code: 60\. DB::Exception: .*UNKNOWN_TABLE"):
+        client.query("SELECT * FROM no_such_table")
+    with pytest.raises(DatabaseError, match=r"Code: 62\. DB::Exception: Syntax error.*SYNTAX_ERROR"):
+        client.command("SELEC 1")
+
+
+def test_database_setting_resolves_unqualified_names(endpoint, client):
+    client.command("CREATE DATABASE IF NOT EXISTS event_sink")
+    client.command("CREATE TABLE event_sink.course_names (course_key String) ENGINE = MergeTree ORDER BY course_key")
+
+    with connect(endpoint, database="event_sink") as in_database:
+        in_database.insert("course_names", [["course-v1:edX+DemoX+Demo_Course"]], column_names=["course_key"])
+        assert in_database.command("SELECT currentDatabase()") == "event_sink"
+        assert in_database.query("SELECT course_key FROM course_names").result_rows == [
+            ("course-v1:edX+DemoX+Demo_Course",)
+        ]
+    assert client.command("SELECT count() FROM event_sink.course_names") == 1
