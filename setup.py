@@ -18,11 +18,10 @@ def load_requirements(*requirements_paths):
     requirements = []
     for path in requirements_paths:
         with open(os.path.join(HERE, path), encoding="utf-8") as reqs:
-            for line in reqs:
-                line = line.split("#", 1)[0].strip()
-                if not line or line.startswith(("-c", "-r")):
-                    continue
-                requirements.append(line)
+            for raw_line in reqs:
+                requirement = raw_line.split("#", 1)[0].strip()
+                if requirement and not requirement.startswith(("-c", "-r")):
+                    requirements.append(requirement)
     return requirements
 
 
@@ -37,7 +36,7 @@ with open(os.path.join(HERE, "README.md"), encoding="utf-8") as readme:
 setup(
     name="aspects-sink",
     version=get_version(),
-    description="Open edX plugin that moves course, user and enrollment data and xAPI statements into ClickHouse for Aspects",
+    description="Open edX plugin: course, user and enrollment data and xAPI statements into ClickHouse for Aspects",
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     license="AGPL-3.0",

@@ -45,7 +45,9 @@ class AspectsSinkConfig(AppConfig):
                     _receiver("on_enrollment_event", "openedx_events.learning.signals.COURSE_ENROLLMENT_CREATED"),
                     _receiver("on_enrollment_event", "openedx_events.learning.signals.COURSE_ENROLLMENT_CHANGED"),
                     _receiver("on_enrollment_event", "openedx_events.learning.signals.COURSE_UNENROLLMENT_COMPLETED"),
-                    _receiver("on_user_retired", "openedx.core.djangoapps.user_api.accounts.signals.USER_RETIRE_LMS_MISC"),
+                    _receiver(
+                        "on_user_retired", "openedx.core.djangoapps.user_api.accounts.signals.USER_RETIRE_LMS_MISC"
+                    ),
                 ],
             },
             _CMS: {
@@ -58,6 +60,6 @@ class AspectsSinkConfig(AppConfig):
     }
 
     def ready(self):
-        from aspects_sink import receivers  # pylint: disable=import-outside-toplevel
+        from aspects_sink import receivers  # noqa: PLC0415 - models are importable only once apps are ready
 
         receivers.connect_model_receivers()

@@ -1,0 +1,135 @@
+"""
+Drain the outbox: claim a batch, read the objects, insert once per table, acknowledge.
+
+Repeated changes to one object coalesce (a batch reads each object once). When ClickHouse is
+unavailable the whole batch waits with exponential backoff, as long as it takes. When ClickHouse
+rejects a batch, or an object cannot be serialized, the batch is split in halves until the bad
+objects are alone; they are retried and, after ``ASPECTS_SINK_MAX_ATTEMPTS`` tries, parked as
+dead letters with their error, while every other object goes through.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+
+from aspects_sink import outbox
+from aspects_sink.connection import get_transport
+from aspects_sink.outbox import Claimed
+from aspects_sink.sinks.base import Sink, Stamp, Statement
+from aspects_sink.sinks.registry import get_sink
+from aspects_sink.transport import ClickHouseTransport, ClickHouseUnavailable, ColumnBatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DrainReport:
+    """What one drain did, and when the sink wants its next drain (None: nothing is waiting)."""
+
+    sink: str
+    delivered: int = 0
+    retried: int = 0
+    parked: int = 0
+    inserts: int = 0
+    next_run_in: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport) -> int:
+    """Send the current state of these objects: one INSERT per table (or the sink's statements)."""
+    stamp = Stamp(version=outbox.allocate_version())
+    statements = 0
+    for item in sink.writes_for(object_ids, stamp):
+        if isinstance(item, ColumnBatch):
+            transport.insert(item)
+        elif isinstance(item, Statement):
+            transport.command(item.sql, item.parameters, item.settings)
+        statements += 1
+    return statements
+
+
+def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_budget: float = 30.0) -> DrainReport:
+    """
+    Send what the outbox holds for one sink, batch after batch, until it is empty or the budget is spent.
+
+    A batch smaller than ``ASPECTS_SINK_BATCH_SIZE`` means the backlog is gone: the drain stops and
+    asks to run again after ``ASPECTS_SINK_FLUSH_INTERVAL_SECONDS``, so a steady stream of changes
+    becomes about one INSERT per table per interval instead of one per change.
+    """
+    sink = get_sink(sink_name)
+    transport = transport or get_transport()
+    report = DrainReport(sink_name)
+    batch_size = int(settings.ASPECTS_SINK_BATCH_SIZE)
+    started = time.monotonic()
+    while True:
+        claimed = outbox.claim(sink_name, batch_size)
+        if not claimed:
+            break
+        if not sink.is_enabled():
+            log.info("aspects_sink: %s is disabled; dropping %d outbox entries", sink_name, len(claimed))
+            outbox.acknowledge(claimed)
+            continue
+        try:
+            _deliver(sink, claimed, transport, report)
+        except ClickHouseUnavailable as error:
+            report.retried += len(claimed)
+            report.errors.append(str(error))
+            report.next_run_in = outbox.retry_later(claimed, error)
+            log.warning(
+                "aspects_sink: ClickHouse unavailable for %s, retrying in %.0fs: %s",
+                sink_name,
+                report.next_run_in,
+                error,
+            )
+            return report
+        if len(claimed) < batch_size or time.monotonic() - started > time_budget:
+            break
+    report.next_run_in = _next_run_in(sink_name, report)
+    return report
+
+
+def _next_run_in(sink_name: str, report: DrainReport) -> float | None:
+    due = outbox.pending_by_sink().get(sink_name, {}).get("next_due")
+    if due is None:
+        return None
+    wait = (due - timezone.now()).total_seconds()
+    return max(wait, float(settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS) if report.delivered else 0.0)
+
+
+def _deliver(sink: Sink, claimed: list[Claimed], transport: ClickHouseTransport, report: DrainReport) -> None:
+    """Deliver a claimed batch; on rejection split it until the objects at fault are isolated."""
+    object_ids = list(dict.fromkeys(entry.object_id for entry in claimed))
+    try:
+        report.inserts += write(sink, object_ids, transport)
+    except ClickHouseUnavailable:
+        raise
+    except Exception as error:
+        if len(object_ids) == 1:
+            _fail(sink, claimed, error, report)
+            return
+        middle = len(object_ids) // 2
+        first_half = set(object_ids[:middle])
+        _deliver(sink, [entry for entry in claimed if entry.object_id in first_half], transport, report)
+        _deliver(sink, [entry for entry in claimed if entry.object_id not in first_half], transport, report)
+        return
+    outbox.acknowledge(claimed)
+    report.delivered += len(claimed)
+
+
+def _fail(sink: Sink, claimed: list[Claimed], error: Exception, report: DrainReport) -> None:
+    object_id = claimed[0].object_id
+    report.errors.append(f"{sink.name} {object_id}: {error}")
+    if max(entry.attempts for entry in claimed) + 1 >= outbox.max_attempts():
+        outbox.park(claimed, error)
+        report.parked += len(claimed)
+        log.error("aspects_sink: parked %s %s as a dead letter: %s", sink.name, object_id, error)
+    else:
+        outbox.retry_later(claimed, error)
+        report.retried += len(claimed)
+        log.warning("aspects_sink: %s %s was rejected, will retry: %s", sink.name, object_id, error)

@@ -1,0 +1,1 @@
+"""``./manage.py lms|cms <command>``: schema, backfill, sweep and dead letters."""

@@ -1,0 +1,37 @@
+"""Wake (or run) the drains of every sink with pending outbox entries: for cron, or when the broker was down."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from aspects_sink import delivery, outbox, tasks
+
+
+class Command(BaseCommand):
+    """``./manage.py lms aspects_sink_sweep [--drain]``."""
+
+    help = (
+        "Schedule a Celery drain for every sink with pending outbox entries (what the periodic beat task "
+        "does). With --drain, send them from this process instead, which needs no broker."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--drain", action="store_true", help="send pending entries now, in this process")
+
+    def handle(self, *args, **options):
+        pending = outbox.pending_by_sink()
+        if not any(info.get("pending") for info in pending.values()):
+            self.stdout.write("Nothing pending.")
+            return
+        for sink_name, info in sorted(pending.items()):
+            if not info.get("pending"):
+                continue
+            if options["drain"]:
+                report = delivery.drain(sink_name, time_budget=float("inf"))
+                self.stdout.write(
+                    f"{sink_name}: delivered {report.delivered}, retried {report.retried}, parked {report.parked}"
+                )
+            else:
+                scheduled = tasks.schedule_drain(sink_name, countdown=0, force=True)
+                outcome = "scheduled" if scheduled else "NOT scheduled: is the broker up?"
+                self.stdout.write(f"{sink_name}: {info['pending']} pending, drain {outcome}")

@@ -1,0 +1,52 @@
+"""
+The outbox: work recorded in the LMS database in the same transaction as the change it describes.
+
+A receiver adds an :class:`OutboxEntry` beside the change; if the transaction rolls back, so does
+the entry, and nothing is sent. Celery tasks drain entries after commit and delete them only once
+ClickHouse has acknowledged the rows (docs/decisions/0001-transactional-outbox.rst).
+"""
+
+from django.db import models
+from django.utils import timezone
+
+
+class OutboxEntry(models.Model):
+    """One object of one sink that ClickHouse must be told about."""
+
+    PENDING = "pending"
+    DEAD = "dead"
+    STATES = ((PENDING, "pending"), (DEAD, "dead letter"))
+
+    id = models.BigAutoField(primary_key=True)
+    sink = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=255)
+    created = models.DateTimeField(default=timezone.now)
+    # Not before this time: the lease of a worker that claimed the entry, or the next retry after a failure.
+    available_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=8, choices=STATES, default=PENDING)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        app_label = "aspects_sink"
+        indexes = [models.Index(fields=["state", "sink", "available_at"], name="aspects_sink_outbox_ready")]
+        verbose_name = "outbox entry"
+        verbose_name_plural = "outbox entries"
+
+    def __str__(self) -> str:
+        return f"{self.sink} {self.object_id} ({self.state}, {self.attempts} attempts)"
+
+
+class VersionTick(models.Model):
+    """
+    A sequence in the LMS database. Each batch takes a number just before it reads the objects; that
+    number is the rows' ``version`` in ClickHouse, so a later read always wins, with no clock involved.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+
+    class Meta:
+        app_label = "aspects_sink"
+
+    def __str__(self) -> str:
+        return f"version {self.id}"

@@ -1,0 +1,27 @@
+"""``event_sink.external_id``: the anonymous ids (xAPI actor ids among them) that stand for a user."""
+
+from aspects_sink.sinks import columns as col
+from aspects_sink.sinks.base import ModelSink
+
+
+class ExternalIdSink(ModelSink):
+    """
+    One row per external id. xAPI statements name their actor by the ``xapi`` external id, so
+    Aspects joins statements to users through this table; it is sent even with PII off, with the
+    username left empty.
+    """
+
+    name = "external_id"
+    model = "external_id"
+    table = "external_id"
+    lookup = "user_id"
+    user_id_column = "user_id"
+    order = 30
+    description = "External user ids (xAPI actor ids) and their users"
+    key = ("external_user_id",)
+    columns = (
+        col.UUID("external_user_id"),
+        col.String("external_id_type", "external_id_type__name"),
+        col.String("username", "user__username", pii=True),
+        col.Int32("user_id"),
+    )
