@@ -23,6 +23,8 @@ class OutboxEntry(models.Model):
     created = models.DateTimeField(default=timezone.now)
     # Not before this time: the lease of a worker that claimed the entry, or the next retry after a failure.
     available_at = models.DateTimeField(default=timezone.now)
+    # Set by the worker that holds the lease, so it can find the entries it claimed.
+    claim = models.CharField(max_length=32, blank=True, default="", db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=8, choices=STATES, default=PENDING)
     last_error = models.TextField(blank=True, default="")

@@ -60,7 +60,12 @@ def schedule_drain(sink_name: str, countdown: float | None = None, force: bool =
 def drain_outbox(sink_name: str) -> dict:
     """Send one sink's pending outbox entries to ClickHouse; reschedule itself while work remains."""
     cache.delete(_debounce_key(sink_name))
-    report = delivery.drain(sink_name)
+    try:
+        report = delivery.drain(sink_name)
+    except Exception:
+        # The LMS database itself failed (locked, restarting...). Nothing was acknowledged; try again soon.
+        schedule_drain(sink_name, countdown=outbox.backoff_seconds(1), force=True)
+        raise
     if report.next_run_in is not None:
         schedule_drain(sink_name, countdown=report.next_run_in, force=True)
     return {"sink": sink_name, "delivered": report.delivered, "retried": report.retried, "parked": report.parked}

@@ -72,15 +72,22 @@ def plugin_settings(settings):
     # one shard adds Distributed tables over ``<table>_local`` tables.
     settings.ASPECTS_SINK_CLUSTER = {"name": None, "shards": 1}
 
-    _schedule_sweep(settings)
+    schedule_sweep(settings)
 
 
-def _schedule_sweep(settings):
-    """Add the periodic outbox sweep to Celery beat, so nothing waits forever if a trigger was lost."""
-    schedule = getattr(settings, "CELERYBEAT_SCHEDULE", None)
-    if schedule is None:
-        schedule = settings.CELERYBEAT_SCHEDULE = {}
-    schedule["aspects_sink.sweep_outbox"] = {
+def schedule_sweep(settings):
+    """
+    Add the periodic outbox sweep to Celery beat, so nothing waits forever if a trigger was lost.
+
+    Celery's Django namespace reads ``CELERY_BEAT_SCHEDULE``; older platform settings call it
+    ``CELERYBEAT_SCHEDULE``. The entry goes into whichever the platform defines (both if both).
+    """
+    entry = {
         "task": "aspects_sink.tasks.sweep_outbox",
         "schedule": settings.ASPECTS_SINK_SWEEP_INTERVAL_SECONDS,
     }
+    names = [name for name in ("CELERY_BEAT_SCHEDULE", "CELERYBEAT_SCHEDULE") if hasattr(settings, name)]
+    for name in names or ["CELERY_BEAT_SCHEDULE"]:
+        schedule = dict(getattr(settings, name, None) or {})
+        schedule["aspects_sink.sweep_outbox"] = entry
+        setattr(settings, name, schedule)

@@ -1,5 +1,7 @@
 """Production settings: every aspects-sink setting may be overridden from ``ENV_TOKENS`` (Tutor's config)."""
 
+from aspects_sink.settings.common import schedule_sweep
+
 OVERRIDABLE = (
     "EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG",
     "EVENT_SINK_CLICKHOUSE_MODEL_CONFIG",
@@ -36,3 +38,5 @@ def plugin_settings(settings):
         if isinstance(value, dict) and isinstance(current, dict):
             value = {**current, **value}
         setattr(settings, name, value)
+    # The sweep's interval may have changed.
+    schedule_sweep(settings)

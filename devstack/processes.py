@@ -1,0 +1,226 @@
+"""
+A small Open edX running as real processes: the devstack ClickHouse endpoint, LMS/CMS management
+commands, and Celery workers, sharing one state directory (database, embedded broker) as the services
+of a real installation share their database and broker.
+
+The demo, the end-to-end tests and the benchmarks all drive the devstack through :class:`Devstack`,
+so what the tests prove is what the demo shows. Platform actions (publishing, enrolling, retiring) run
+in a separate LMS/CMS process through ``manage.py <service> shell``, never in the caller's process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEVSTACK_DIR = Path(__file__).resolve().parent
+REPO_ROOT = DEVSTACK_DIR.parent
+if str(DEVSTACK_DIR) not in sys.path:
+    sys.path.insert(0, str(DEVSTACK_DIR))
+
+from clickhouse import ClickHouseEndpoint  # noqa: E402 - devstack/ must be importable first
+
+CLICKHOUSE_USER = "aspects"
+CLICKHOUSE_PASSWORD = "devstack-password"
+
+
+class Devstack:
+    """
+    A stand-in Open edX (LMS, CMS, workers) and a ClickHouse endpoint under one state directory.
+
+    ``settings`` become ``ENV_TOKENS`` of both services (the way Tutor configures Open edX), so the
+    plugin's production settings path is the one exercised. ``broker_url`` selects a real broker
+    (e.g. Redis); without it the embedded filesystem broker is used. ``database="mysql"`` runs the
+    LMS on MariaDB.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        broker_url: str | None = None,
+        database: str = "sqlite",
+        mysql_database: str | None = None,
+    ):
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clickhouse = ClickHouseEndpoint(
+            str(self.state_dir / "clickhouse"), user=CLICKHOUSE_USER, password=CLICKHOUSE_PASSWORD
+        )
+        self.settings = dict(settings or {})
+        self.broker_url = broker_url
+        self.database = database
+        self.mysql_database = mysql_database
+        self.workers: list[subprocess.Popen] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> Devstack:
+        """Start ClickHouse, migrate the LMS database and create the ClickHouse schema."""
+        self.clickhouse.start()
+        self._write_env_tokens()
+        self.manage("lms", "migrate", "--noinput", "-v", "0")
+        self.manage("lms", "aspects_sink_schema")
+        return self
+
+    def stop(self) -> None:
+        """Stop every worker and ClickHouse; the state directory stays for inspection."""
+        for worker in list(self.workers):
+            self.stop_worker(worker)
+        self.clickhouse.stop()
+
+    def __enter__(self) -> Devstack:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -- environment -----------------------------------------------------------------------------
+
+    @property
+    def env_tokens_path(self) -> Path:
+        return self.state_dir / "env_tokens.json"
+
+    def _write_env_tokens(self) -> None:
+        self.env_tokens_path.write_text(json.dumps(self.settings, indent=2), encoding="utf-8")
+
+    def update_settings(self, **settings: Any) -> None:
+        """Change ENV_TOKENS for processes started from now on."""
+        self.settings.update(settings)
+        self._write_env_tokens()
+
+    def env(self) -> dict[str, str]:
+        """The environment every devstack process of this instance runs with."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(DEVSTACK_DIR), str(REPO_ROOT), env.get("PYTHONPATH")])),
+                "DEVSTACK_STATE_DIR": str(self.state_dir),
+                "LMS_CFG": str(self.env_tokens_path),
+                "CMS_CFG": str(self.env_tokens_path),
+                "ASPECTS_SINK_CLICKHOUSE_URL": self.clickhouse.url,
+                "ASPECTS_SINK_CLICKHOUSE_USERNAME": CLICKHOUSE_USER,
+                "ASPECTS_SINK_CLICKHOUSE_PASSWORD": CLICKHOUSE_PASSWORD,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        env.pop("DEVSTACK_BROKER_URL", None)
+        if self.broker_url:
+            env["DEVSTACK_BROKER_URL"] = self.broker_url
+        if self.database == "mysql":
+            env["DEVSTACK_DB"] = "mysql"
+            if self.mysql_database:
+                env["DEVSTACK_MYSQL_DB"] = self.mysql_database
+        else:
+            env.pop("DEVSTACK_DB", None)
+        return env
+
+    # -- running platform code -------------------------------------------------------------------
+
+    def manage(self, service: str, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+        """Run ``manage.py <service> <args>`` in its own process and return what it printed."""
+        command = [sys.executable, str(DEVSTACK_DIR / "manage.py"), service, *args]
+        result = subprocess.run(  # noqa: S603 - our own interpreter and script
+            command, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(command[2:])} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def run_python(self, service: str, code: str, timeout: float = 600) -> Any:
+        """
+        Run Python in an LMS or CMS process (Django set up) and return what it assigned to ``result``.
+
+        The code runs as a platform request would: signals fire, receivers run, and the outbox
+        entries commit with the change.
+        """
+        wrapped = (
+            textwrap.dedent(code) + "\nimport json as _json\nprint('@@RESULT@@' + _json.dumps(result, default=str))\n"
+        )
+        if "result" not in code:
+            wrapped = "result = None\n" + wrapped
+        output = self.manage(service, "shell", "-c", wrapped, timeout=timeout).stdout
+        marker = output.rfind("@@RESULT@@")
+        return json.loads(output[marker + len("@@RESULT@@") :]) if marker >= 0 else None
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    def start_worker(self, service: str = "lms", *, concurrency: int = 1, beat: bool = False) -> subprocess.Popen:
+        """Start a Celery worker process (optionally with the beat scheduler inside)."""
+        log_path = self.state_dir / f"worker-{len(self.workers)}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", f"{service}.celery", "worker",
+            "--pool", "solo" if concurrency == 1 else "prefork", "--concurrency", str(concurrency),
+            "--loglevel", "info", "--without-gossip", "--without-mingle",
+            "--hostname", f"worker{len(self.workers)}@%h",
+        ]  # fmt: skip
+        if beat:
+            command += ["--beat", "--schedule", str(self.state_dir / "celerybeat-schedule")]
+        env = self.env()
+        env["DJANGO_SETTINGS_MODULE"] = f"{service}.envs.devstack"
+        log = open(log_path, "ab")  # noqa: SIM115 - the worker writes to it until stopped
+        worker = subprocess.Popen(command, cwd=DEVSTACK_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        worker.log_path = log_path  # type: ignore[attr-defined]
+        self.workers.append(worker)
+        self._wait_for_worker(worker, log_path)
+        return worker
+
+    @staticmethod
+    def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited {worker.returncode}:\n{log_path.read_text()[-4000:]}")
+            if b" ready." in log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{log_path.read_text()[-4000:]}")
+
+    def stop_worker(self, worker: subprocess.Popen, timeout: float = 20) -> None:
+        """Stop a worker gracefully (it finishes its current task), killing it if it does not stop."""
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        if worker in self.workers:
+            self.workers.remove(worker)
+
+    # -- ClickHouse ------------------------------------------------------------------------------
+
+    def clickhouse_client(self, database: str = "event_sink"):
+        """A clickhouse-connect client on the endpoint (for checks, not for the plugin)."""
+        import clickhouse_connect  # noqa: PLC0415
+
+        return clickhouse_connect.get_client(
+            host="127.0.0.1",
+            port=self.clickhouse.port,
+            username=CLICKHOUSE_USER,
+            password=CLICKHOUSE_PASSWORD,
+            database=database,
+        )
+
+    def wait_for(self, predicate, timeout: float = 60, interval: float = 0.25, what: str = "condition") -> Any:
+        """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
