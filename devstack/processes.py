@@ -130,7 +130,7 @@ class Devstack:
     def manage(self, service: str, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         """Run ``manage.py <service> <args>`` in its own process and return what it printed."""
         command = [sys.executable, str(DEVSTACK_DIR / "manage.py"), service, *args]
-        result = subprocess.run(  # noqa: S603 - our own interpreter and script
+        result = subprocess.run(
             command, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
         )
         if check and result.returncode != 0:
@@ -171,7 +171,7 @@ class Devstack:
         env = self.env()
         env["DJANGO_SETTINGS_MODULE"] = f"{service}.envs.devstack"
         log = open(log_path, "ab")  # noqa: SIM115 - the worker writes to it until stopped
-        worker = subprocess.Popen(command, cwd=DEVSTACK_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        worker = subprocess.Popen(command, cwd=DEVSTACK_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         worker.log_path = log_path  # type: ignore[attr-defined]
         self.workers.append(worker)
         self._wait_for_worker(worker, log_path)
@@ -204,7 +204,7 @@ class Devstack:
 
     def clickhouse_client(self, database: str = "event_sink"):
         """A clickhouse-connect client on the endpoint (for checks, not for the plugin)."""
-        import clickhouse_connect  # noqa: PLC0415
+        import clickhouse_connect
 
         return clickhouse_connect.get_client(
             host="127.0.0.1",
