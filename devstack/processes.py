@@ -39,7 +39,8 @@ class Devstack:
     ``settings`` become ``ENV_TOKENS`` of both services (the way Tutor configures Open edX), so the
     plugin's production settings path is the one exercised. ``broker_url`` selects a real broker
     (e.g. Redis); without it the embedded filesystem broker is used. ``database="mysql"`` runs the
-    LMS on MariaDB.
+    LMS on MariaDB (in ``mysql_database``). ``extra_pythonpath`` lets the processes import a site's
+    own code, such as an extra sink.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class Devstack:
         broker_url: str | None = None,
         database: str = "sqlite",
         mysql_database: str | None = None,
+        extra_pythonpath: tuple[str, ...] = (),
     ):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +62,7 @@ class Devstack:
         self.broker_url = broker_url
         self.database = database
         self.mysql_database = mysql_database
+        self.extra_pythonpath = tuple(str(path) for path in extra_pythonpath)
         self.workers: list[subprocess.Popen] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -103,7 +106,9 @@ class Devstack:
         env = dict(os.environ)
         env.update(
             {
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(DEVSTACK_DIR), str(REPO_ROOT), env.get("PYTHONPATH")])),
+                "PYTHONPATH": os.pathsep.join(
+                    [str(DEVSTACK_DIR), str(REPO_ROOT), *self.extra_pythonpath, *filter(None, [env.get("PYTHONPATH")])]
+                ),
                 "DEVSTACK_STATE_DIR": str(self.state_dir),
                 "LMS_CFG": str(self.env_tokens_path),
                 "CMS_CFG": str(self.env_tokens_path),
@@ -130,9 +135,7 @@ class Devstack:
     def manage(self, service: str, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         """Run ``manage.py <service> <args>`` in its own process and return what it printed."""
         command = [sys.executable, str(DEVSTACK_DIR / "manage.py"), service, *args]
-        result = subprocess.run(
-            command, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
-        )
+        result = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise RuntimeError(
                 f"{' '.join(command[2:])} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
