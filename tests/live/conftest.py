@@ -79,7 +79,7 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         require(binary is not None, "redis-server is not installed")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL,
@@ -112,11 +112,17 @@ def make_devstack(tmp_path_factory, name: str, *, database: str = "sqlite", **kw
 
 
 def drop_mysql_database(devstack: Devstack) -> None:
-    if devstack.mysql_database:
-        subprocess.run(  # noqa: S603
-            ["mariadb", "-uroot", "-h127.0.0.1", "-e", f"DROP DATABASE IF EXISTS `{devstack.mysql_database}`"],
-            check=False,
-        )
+    """Remove the MariaDB database a devstack created for one test module."""
+    if not devstack.mysql_database:
+        return
+    import pymysql
+
+    connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{devstack.mysql_database}`")
+    finally:
+        connection.close()
 
 
 def outbox_counts(devstack: Devstack) -> dict:
