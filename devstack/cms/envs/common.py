@@ -1,0 +1,16 @@
+"""
+CMS settings every environment starts from.
+
+Plugins are loaded as in edx-platform: their apps come from the ``cms.djangoapp`` entry point and their
+``common`` settings are applied here; PluginsConfig connects their signal receivers.
+"""
+
+import devstack_settings
+from edx_django_utils.plugins import add_plugins, get_plugin_apps
+
+globals().update(devstack_settings.shared_settings("cms"))
+
+INSTALLED_APPS = devstack_settings.platform_apps()
+INSTALLED_APPS.extend(get_plugin_apps("cms.djangoapp"))
+
+add_plugins(__name__, "cms.djangoapp", "common")

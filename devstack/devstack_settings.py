@@ -1,0 +1,265 @@
+"""
+What the stand-in LMS and CMS settings share, so ``lms/envs`` and ``cms/envs`` only say what differs.
+
+Everything a process decides from its environment lives here: where the state directory is, which database
+and which Celery broker to use, and the ``ENV_TOKENS`` an operator would give edx-platform through
+``LMS_CFG`` / ``CMS_CFG``. LMS, CMS and Celery workers started with the same environment therefore share one
+database and one broker, as the services of a real Open edX installation do.
+
+Environment variables read here:
+
+``DEVSTACK_STATE_DIR``
+    Directory for the SQLite database and the embedded broker; default ``<repo>/.devstack``.
+``DEVSTACK_DB``
+    ``mysql`` selects MariaDB/MySQL (``DEVSTACK_MYSQL_HOST``, default 127.0.0.1; ``DEVSTACK_MYSQL_DB``,
+    default ``aspects_devstack``; user root without password). Anything else: SQLite.
+``DEVSTACK_BROKER_URL``
+    A Celery broker URL (e.g. ``redis://127.0.0.1:6379/0``). Unset: kombu's filesystem transport under
+    ``<state>/broker``, which needs no server.
+``LMS_CFG`` / ``CMS_CFG``
+    A JSON (``.json``) or YAML file whose mapping becomes ``ENV_TOKENS``.
+``ASPECTS_SINK_CLICKHOUSE_URL`` (and ``_USERNAME``, ``_PASSWORD``, ``_DATABASE``)
+    The ClickHouse server every process writes to; see :func:`clickhouse_tokens_from_env`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The Django apps of the stand-in platform, in the order edx-platform relies on: the course_overviews receiver
+# of ``course_published`` must be connected before PluginsConfig connects the plugins' receivers, so that
+# plugins see a fresh CourseOverview. Plugin apps (aspects_sink, event_routing_backends) are appended by each
+# service from its entry points and are never listed here.
+PLATFORM_APPS = (
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "waffle",
+    "celery_utils",
+    "eventtracking.django.apps.EventTrackingConfig",
+    "common.djangoapps.student",
+    "openedx.core.djangoapps.content.course_overviews.apps.CourseOverviewsConfig",
+    "openedx.core.djangoapps.external_user_ids",
+    "openedx.core.djangoapps.user_api",
+    "lms.djangoapps.ccx",
+    "devstack_tools",
+    "openedx.core.djangoapps.plugins.apps.PluginsConfig",
+)
+
+
+def platform_apps() -> list[str]:
+    """A fresh INSTALLED_APPS list that a service may extend with its plugin apps."""
+    return list(PLATFORM_APPS)
+
+
+def state_dir(*, isolated: bool = False) -> Path:
+    """
+    The directory holding this devstack's database file and broker folders, created if missing.
+
+    ``isolated`` (test settings) picks a new temporary directory when ``DEVSTACK_STATE_DIR`` is unset, so a
+    test run never shares a broker with a running devstack or with another test run. The choice is exported
+    to the environment so that processes the tests start (workers, ``manage.py``) join the same state.
+    """
+    configured = os.environ.get("DEVSTACK_STATE_DIR")
+    if configured:
+        path = Path(configured)
+    elif isolated:
+        path = Path(tempfile.mkdtemp(prefix="devstack-test-state-"))
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        os.environ["DEVSTACK_STATE_DIR"] = str(path)
+    else:
+        path = REPO_ROOT / ".devstack"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def uses_mysql() -> bool:
+    return os.environ.get("DEVSTACK_DB", "").lower() == "mysql"
+
+
+def mysql_connection_params() -> dict[str, Any]:
+    """Where the MariaDB/MySQL server is; shared by Django's settings and :func:`ensure_database_exists`."""
+    return {
+        "host": os.environ.get("DEVSTACK_MYSQL_HOST", "127.0.0.1"),
+        "port": 3306,
+        "user": "root",
+        "password": "",
+        "database": os.environ.get("DEVSTACK_MYSQL_DB", "aspects_devstack"),
+    }
+
+
+def databases(state: Path, *, test_database_suffix: str = "") -> dict[str, Any]:
+    """
+    DATABASES for the devstack: one database for LMS and CMS, as in Open edX.
+
+    ``test_database_suffix`` keeps concurrent test runs on one MariaDB server from dropping each other's
+    test database.
+    """
+    if not uses_mysql():
+        # A timeout instead of "database is locked" when LMS, CMS and workers write at the same time.
+        return {
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": str(state / "db.sqlite3"),
+                "OPTIONS": {"timeout": 30},
+            }
+        }
+
+    import pymysql  # only needed, and only installed as MySQLdb, when MySQL is chosen
+
+    pymysql.install_as_MySQLdb()
+    params = mysql_connection_params()
+    test = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    if test_database_suffix:
+        test["NAME"] = f"test_{params['database']}_{test_database_suffix}"
+    return {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": params["database"],
+            "HOST": params["host"],
+            "PORT": params["port"],
+            "USER": params["user"],
+            "PASSWORD": params["password"],
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": test,
+        }
+    }
+
+
+def ensure_database_exists() -> None:
+    """Create the MySQL database if it is missing, so ``manage.py lms migrate`` works on an empty server."""
+    if not uses_mysql():
+        return
+    import pymysql
+
+    params = mysql_connection_params()
+    name = params.pop("database")
+    connection = pymysql.connect(**params)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    finally:
+        connection.close()
+
+
+def celery_broker(state: Path) -> dict[str, Any]:
+    """
+    CELERY_BROKER_URL and its transport options.
+
+    Without ``DEVSTACK_BROKER_URL`` the broker is a set of folders: the producer writes each message as a file
+    and a worker (another process) picks it up, so ``celery -A lms.celery worker`` is a real worker without
+    any server to run.
+    """
+    url = os.environ.get("DEVSTACK_BROKER_URL")
+    if url:
+        return {"CELERY_BROKER_URL": url, "CELERY_BROKER_TRANSPORT_OPTIONS": {}}
+    broker = state / "broker"
+    queue, control = broker / "queue", broker / "control"
+    for folder in (queue, control):
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_BROKER_TRANSPORT_OPTIONS": {
+            # One folder for both directions: every process both publishes and consumes.
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "control_folder": str(control),
+            "polling_interval": 0.2,  # seconds between looks at the folder: tasks start promptly
+        },
+    }
+
+
+def state_settings(state: Path, *, test_database_suffix: str = "") -> dict[str, Any]:
+    """The settings that depend on the state directory."""
+    return {
+        "DEVSTACK_STATE_DIR": str(state),
+        "DATABASES": databases(state, test_database_suffix=test_database_suffix),
+        **celery_broker(state),
+    }
+
+
+def test_settings() -> dict[str, Any]:
+    """
+    What the test settings change: an isolated state directory, on MySQL a test database per process, and
+    a fast password hasher (as edx-platform's test settings use).
+    """
+    return {
+        **state_settings(state_dir(isolated=True), test_database_suffix=str(os.getpid())),
+        "PASSWORD_HASHERS": ["django.contrib.auth.hashers.MD5PasswordHasher"],
+    }
+
+
+def shared_settings(service: str) -> dict[str, Any]:
+    """Settings identical in both services but for the service name."""
+    return {
+        "SERVICE_VARIANT": service,
+        "ROOT_URLCONF": f"{service}.urls",
+        "SECRET_KEY": "devstack-only-secret-key-not-for-production",
+        "DEBUG": False,
+        "ALLOWED_HOSTS": ["*"],
+        "TIME_ZONE": "UTC",
+        "USE_TZ": True,
+        # edx-platform keeps 32-bit primary keys; the plugin's own models choose theirs.
+        "DEFAULT_AUTO_FIELD": "django.db.models.AutoField",
+        "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        "MIDDLEWARE": [],
+        "LMS_ROOT_URL": "http://localhost:18000",
+        "CMS_ROOT_URL": "http://localhost:18010",
+        # event-routing-backends adds its ``event_transformer`` backend to whatever is configured here.
+        "EVENT_TRACKING_ENABLED": True,
+        "EVENT_TRACKING_BACKENDS": {},
+        "EVENT_TRACKING_PROCESSORS": [],
+        # How retirement renames accounts (edx-platform's defaults); the last salt is the current one.
+        "RETIRED_USERNAME_FMT": "retired__user_{}",
+        "RETIRED_EMAIL_FMT": "retired__user_{}@retired.invalid",
+        "RETIRED_USER_SALTS": ["abc", "123"],
+        "CELERY_TASK_IGNORE_RESULT": True,
+        "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
+        **state_settings(state_dir()),
+    }
+
+
+def env_tokens(config_env_var: str) -> dict[str, Any]:
+    """
+    ENV_TOKENS as edx-platform's production settings build them: the mapping in the file named by
+    ``LMS_CFG`` / ``CMS_CFG``, else empty; plus the ClickHouse connection from the environment.
+    """
+    path = os.environ.get(config_env_var)
+    tokens: dict[str, Any] = _read_config_file(Path(path)) if path else {}
+    clickhouse = clickhouse_tokens_from_env()
+    if clickhouse:
+        configured = tokens.get("EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG") or {}
+        tokens["EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG"] = {**configured, **clickhouse}
+    return tokens
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return json.loads(text) or {}
+    import yaml  # edx-platform's configuration files are YAML
+
+    return yaml.safe_load(text) or {}
+
+
+def clickhouse_tokens_from_env() -> dict[str, str]:
+    """
+    The ClickHouse connection given by ``ASPECTS_SINK_CLICKHOUSE_URL`` and its companions, or ``{}``.
+
+    Processes started separately (LMS, CMS, workers, management commands) thereby write to the same server.
+    """
+    if not os.environ.get("ASPECTS_SINK_CLICKHOUSE_URL"):
+        return {}
+    names = {"url": "URL", "username": "USERNAME", "password": "PASSWORD", "database": "DATABASE"}
+    return {
+        key: os.environ[f"ASPECTS_SINK_CLICKHOUSE_{suffix}"]
+        for key, suffix in names.items()
+        if f"ASPECTS_SINK_CLICKHOUSE_{suffix}" in os.environ
+    }

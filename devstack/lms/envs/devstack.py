@@ -1,0 +1,14 @@
+"""
+LMS settings for a running devstack: edx-platform's production path, with ``ENV_TOKENS`` read from the
+file named by ``LMS_CFG`` (and the ClickHouse connection from the environment) before the plugins'
+``production`` settings read them.
+"""
+
+import devstack_settings
+from edx_django_utils.plugins import add_plugins
+
+from lms.envs.common import *  # noqa: F403 -- settings are layered, as in edx-platform
+
+ENV_TOKENS = devstack_settings.env_tokens("LMS_CFG")
+
+add_plugins(__name__, "lms.djangoapp", "production")
