@@ -1,0 +1,139 @@
+"""Both services load plugins the way edx-platform does: entry points, plugin settings, ENV_TOKENS."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import devstack_settings
+import pytest
+from django.conf import settings
+
+MANAGE_PY = Path(__file__).resolve().parents[2] / "devstack" / "manage.py"
+
+# Printed by the service: what a plugin sees of its settings and receivers once Django is set up.
+REPORT_SCRIPT = """
+import json, os
+from django.conf import settings
+from openedx_events.learning.signals import COURSE_ENROLLMENT_CREATED
+from xmodule.modulestore.django import COURSE_PUBLISHED
+
+def receivers(signal):
+    return [entry[0][0] for entry in signal.receivers]
+
+print(json.dumps({
+    "settings_module": os.environ["DJANGO_SETTINGS_MODULE"],
+    "service_variant": os.environ["SERVICE_VARIANT"],
+    "installed_apps": settings.INSTALLED_APPS,
+    "clickhouse": settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG,
+    "batch_size": settings.ASPECTS_SINK_BATCH_SIZE,
+    "enrollment_receivers": receivers(COURSE_ENROLLMENT_CREATED),
+    "publish_receivers": receivers(COURSE_PUBLISHED),
+}))
+"""
+
+
+def run_service(service, *args, env=None):
+    """Run ``manage.py <service> <args> shell -c REPORT_SCRIPT`` and return what it reports."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("ASPECTS_SINK_", "LMS_CFG", "CMS_CFG", "EDX_PLATFORM_SETTINGS", "DJANGO_"))
+    }
+    environment.update(env or {})
+    completed = subprocess.run(
+        [sys.executable, str(MANAGE_PY), service, *args, "shell", "-c", REPORT_SCRIPT],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_test_settings_load_plugins_from_their_entry_points():
+    assert "aspects_sink.apps.AspectsSinkConfig" in settings.INSTALLED_APPS
+    assert "event_routing_backends.apps.EventRoutingBackendsConfig" in settings.INSTALLED_APPS
+    assert not any(app.startswith(("aspects_sink", "event_routing")) for app in devstack_settings.PLATFORM_APPS)
+    assert settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG["database"] == "event_sink"
+    assert settings.XAPI_EVENTS_ENABLED is True
+    assert "event_transformer" in settings.EVENT_TRACKING_BACKENDS
+
+
+def test_test_settings_queue_tasks_in_a_state_dir_of_their_own():
+    assert not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)
+    assert Path(settings.DEVSTACK_STATE_DIR) != devstack_settings.REPO_ROOT / ".devstack"
+    if "DEVSTACK_BROKER_URL" not in os.environ:
+        assert settings.CELERY_BROKER_URL == "filesystem://"
+        assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"].startswith(settings.DEVSTACK_STATE_DIR)
+    assert (settings.TIME_ZONE, settings.USE_TZ) == ("UTC", True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("service", "args", "env"),
+    [
+        ("lms", [], {}),  # --settings defaults to devstack
+        ("cms", [], {"EDX_PLATFORM_SETTINGS": "devstack"}),
+    ],
+)
+def test_each_service_applies_plugin_production_settings_from_env_tokens(service, args, env, tmp_path):
+    config = tmp_path / f"{service}.yml"
+    config.write_text("ASPECTS_SINK_BATCH_SIZE: 1234\nEVENT_SINK_CLICKHOUSE_BACKEND_CONFIG:\n  timeout_secs: 9\n")
+    env = {
+        **env,
+        f"{service.upper()}_CFG": str(config),
+        "DEVSTACK_STATE_DIR": str(tmp_path / "state"),
+        "ASPECTS_SINK_CLICKHOUSE_URL": "http://clickhouse.example:8123",
+        "ASPECTS_SINK_CLICKHOUSE_PASSWORD": "from-env",
+    }
+
+    report = run_service(service, *args, env=env)
+
+    assert (report["settings_module"], report["service_variant"]) == (f"{service}.envs.devstack", service)
+    assert "aspects_sink.apps.AspectsSinkConfig" in report["installed_apps"]
+    assert report["batch_size"] == 1234
+    clickhouse = report["clickhouse"]
+    assert (clickhouse["url"], clickhouse["password"], clickhouse["timeout_secs"]) == (
+        "http://clickhouse.example:8123",
+        "from-env",
+        9,
+    )
+    assert clickhouse["database"] == "event_sink"  # defaults the tokens leave alone are kept
+
+
+@pytest.mark.slow
+def test_each_service_connects_the_plugin_receivers_of_its_own_project_type(tmp_path):
+    env = {"DEVSTACK_STATE_DIR": str(tmp_path)}
+
+    lms = run_service("lms", "--settings", "test", env=env)
+    cms = run_service("cms", "--settings=test", env=env)
+
+    assert (lms["settings_module"], cms["settings_module"]) == ("lms.envs.test", "cms.envs.test")
+    assert "aspects_sink.receivers.on_enrollment_event" in lms["enrollment_receivers"]
+    assert "aspects_sink.receivers.on_course_published" not in lms["publish_receivers"]
+    assert "aspects_sink.receivers.on_course_published" in cms["publish_receivers"]
+    # The overview refresh is connected before any plugin receiver.
+    assert cms["publish_receivers"][0] == "course_overviews.refresh_on_course_published"
+
+
+@pytest.mark.mariadb
+def test_manage_py_creates_a_missing_mysql_database(monkeypatch):
+    import pymysql
+
+    name = f"aspects_devstack_missing_{os.getpid()}"
+    monkeypatch.setenv("DEVSTACK_MYSQL_DB", name)
+
+    devstack_settings.ensure_database_exists()
+
+    params = devstack_settings.mysql_connection_params()
+    connection = pymysql.connect(**params)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT DATABASE()")
+            assert cursor.fetchone() == (name,)
+            cursor.execute(f"DROP DATABASE `{name}`")
+    finally:
+        connection.close()
