@@ -52,3 +52,44 @@ class VersionTick(models.Model):
 
     def __str__(self) -> str:
         return f"version {self.id}"
+
+
+class DumpCheckpoint(models.Model):
+    """
+    How far a backfill (``dump_data_to_clickhouse``) got through one range of one sink's primary keys.
+
+    A plain run has one range per sink, from its first object to its last; ``--workers`` splits the
+    keys into several. ``last_acknowledged`` moves only after ClickHouse has acknowledged a batch, so
+    ``--resume`` continues after it without sending anything twice. Keys are stored as text because
+    sinks' primary keys are numbers or course keys. ``parameters`` are the run's selection options
+    (``--force``, ``--limit``, ``--ids_to_skip``) and target, which a resumed run must keep.
+    """
+
+    PENDING = "pending"  # waiting for a worker
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"  # interrupted or given up on; --resume continues it
+    STATES = ((PENDING, "pending"), (RUNNING, "running"), (DONE, "done"), (STOPPED, "stopped"))
+
+    id = models.BigAutoField(primary_key=True)
+    sink = models.CharField(max_length=64, db_index=True)
+    # Keys as text; "" means open: from the first object, to the last, nothing acknowledged yet.
+    range_start = models.CharField(max_length=255, blank=True, default="", help_text="exclusive lower bound")
+    range_end = models.CharField(max_length=255, blank=True, default="", help_text="inclusive upper bound")
+    last_acknowledged = models.CharField(max_length=255, blank=True, default="")
+    rows = models.PositiveBigIntegerField(default=0)
+    skipped = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)
+    parameters = models.JSONField(default=dict)
+    state = models.CharField(max_length=8, choices=STATES, default=PENDING)
+    # The dispatch allowed to work on the range: a Celery task from an abandoned dispatch finds another token.
+    token = models.UUIDField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "aspects_sink"
+
+    def __str__(self) -> str:
+        return f"{self.sink} ({self.range_start or '…'}, {self.range_end or '…'}] {self.state}"

@@ -85,3 +85,12 @@ def sweep() -> list[str]:
         if info.get("pending") and schedule_drain(sink_name, countdown=0, force=True):
             woken.append(sink_name)
     return woken
+
+
+@shared_task(name="aspects_sink.tasks.dump_backfill_range", ignore_result=True)
+@set_code_owner_attribute
+def dump_backfill_range(checkpoint_id: int, token: str) -> None:
+    """Dump one range of a backfill that ``dump_data_to_clickhouse --workers`` handed out (see backfill.workers)."""
+    from aspects_sink.backfill import workers  # noqa: PLC0415 - backfill.workers sends this task
+
+    workers.run_dispatched(checkpoint_id, token)
