@@ -1,0 +1,118 @@
+"""
+The batch loop of a backfill: read a page of keys, serialize it with the sink's code, one INSERT per
+table, acknowledge it in the checkpoint, rest, repeat.
+
+Every batch gets its own row version from the LMS database's sequence, taken just before its rows are
+read (docs/decisions/0002-row-versions.rst), so rows a backfill sends never win over newer rows the live
+path sent meanwhile, and re-sending an object collapses into one row.
+
+When ClickHouse rejects a batch, or an object cannot be serialized, the batch is split in halves until
+the objects at fault are alone; they are counted as failed and named in the log while the others go
+through. When ClickHouse is unavailable the run stops: its checkpoint says where to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aspects_sink import outbox
+from aspects_sink.backfill.checkpoints import Checkpoint
+from aspects_sink.backfill.source import BackfillSource
+from aspects_sink.sinks.base import SerializationError, Stamp
+from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport
+
+log = logging.getLogger(__name__)
+
+MAX_ERRORS_KEPT = 20
+
+
+@dataclass
+class Tally:
+    """What a run did with one sink's objects; ``errors`` holds the first failures, for the operator."""
+
+    rows: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Tally) -> None:
+        self.rows += other.rows
+        self.skipped += other.skipped
+        self.failed += other.failed
+        self.errors.extend(other.errors[: MAX_ERRORS_KEPT - len(self.errors)])
+
+
+def dump_range(
+    source: BackfillSource,
+    checkpoint: Checkpoint,
+    transport: ClickHouseTransport,
+    *,
+    batch_size: int,
+    sleep_time: float = 0.0,
+    limit: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    tally: Tally | None = None,
+) -> Tally:
+    """
+    Dump the range of ``checkpoint`` from where it stands, batch by batch, and mark it done.
+
+    ``limit`` counts objects sent or failed over the whole range, including earlier runs of it.
+    ``on_batch`` hears how many objects each batch dealt with. Counts are added to ``tally`` batch by
+    batch, so a caller passing its own still knows what was done when this raises.
+    """
+    tally = tally if tally is not None else Tally()
+    remaining = None if limit is None else max(limit - checkpoint.row.rows - checkpoint.row.failed, 0)
+    pages = source.pages(
+        batch_size, checkpoint.after, checkpoint.up_to, limit=remaining, pause=lambda: time.sleep(sleep_time)
+    )
+    for page in pages:
+        batch = Tally(skipped=page.skipped)
+        if page.keys:
+            stamp = Stamp(version=outbox.allocate_version())
+            span = (page.start, page.last) if page.whole_range else None
+            _send(source, transport, page.keys, stamp, span=span, tally=batch)
+        checkpoint.acknowledge(
+            page.last,
+            rows=batch.rows,
+            skipped=batch.skipped,
+            failed=batch.failed,
+            error=batch.errors[0] if batch.errors else "",
+        )
+        tally.add(batch)
+        if on_batch:
+            on_batch(page.examined)
+    checkpoint.finish()
+    return tally
+
+
+def _send(
+    source: BackfillSource,
+    transport: ClickHouseTransport,
+    keys: Sequence[Any],
+    stamp: Stamp,
+    *,
+    span: tuple[Any, Any] | None,
+    tally: Tally,
+) -> None:
+    """Insert the rows of ``keys``; on a rejection, split until the objects at fault are isolated."""
+    try:
+        batches = source.writes(keys, stamp, span)
+        for batch in batches:
+            transport.insert(batch)
+    except (ClickHouseRejected, SerializationError) as error:
+        if len(keys) == 1:
+            message = f"{source.name} {keys[0]}: {error}"
+            log.warning("aspects_sink backfill: %s", message)
+            tally.failed += 1
+            if len(tally.errors) < MAX_ERRORS_KEPT:
+                tally.errors.append(message)
+            return
+        middle = len(keys) // 2
+        _send(source, transport, keys[:middle], stamp, span=None, tally=tally)
+        _send(source, transport, keys[middle:], stamp, span=None, tally=tally)
+        return
+    tally.rows += source.own_rows(batches)
