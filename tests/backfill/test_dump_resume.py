@@ -1,0 +1,115 @@
+"""Interrupted runs continue with --resume, sending nothing ClickHouse already acknowledged."""
+
+import pytest
+from common.djangoapps.student.models import UserProfile
+from django.core.management import CommandError
+
+from aspects_sink import outbox
+from aspects_sink.models import DumpCheckpoint
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def merges_stopped(clickhouse):
+    """Keep every inserted row visible in count(), so a batch sent twice would show."""
+    clickhouse.command("SYSTEM STOP MERGES event_sink_backfill.user_profile")
+    yield
+    clickhouse.command("SYSTEM START MERGES event_sink_backfill.user_profile")
+
+
+@pytest.fixture
+def ctrl_c_after(monkeypatch):
+    """Press Ctrl-C, once, when ``batches`` batches are done and the next one begins."""
+
+    def arm(batches: int):
+        allocate_version = outbox.allocate_version
+        started = []
+
+        def interrupted_after_enough_batches():
+            if len(started) == batches:
+                monkeypatch.setattr(outbox, "allocate_version", allocate_version)
+                raise KeyboardInterrupt
+            started.append(True)
+            return allocate_version()
+
+        monkeypatch.setattr(outbox, "allocate_version", interrupted_after_enough_batches)
+
+    return arm
+
+
+@pytest.mark.usefixtures("merges_stopped")
+def test_ctrl_c_then_resume_sends_every_row_exactly_once(clickhouse, dump, summary, learners, ctrl_c_after):
+    learners(10)
+    ctrl_c_after(batches=2)
+
+    with pytest.raises(CommandError, match=r"^user_profile: interrupted\. Run again with --resume"):
+        dump("--object", "user_profile", "--batch_size", "3")
+
+    checkpoint = DumpCheckpoint.objects.get(sink="user_profile")
+    assert (checkpoint.state, checkpoint.rows) == (DumpCheckpoint.STOPPED, 6)
+    assert checkpoint.last_acknowledged == str(UserProfile.objects.order_by("id")[5].id)
+    assert clickhouse.count("user_profile") == 6
+
+    output = dump("--object", "user_profile", "--resume")
+
+    assert summary(output)["user_profile"] == (4, 0, 0)
+    assert "user_profile: 10 to go, 6 done before" in output
+    assert clickhouse.count("user_profile") == 10  # nothing sent twice (merges are stopped)
+    assert clickhouse.count("user_profile", final=True) == 10
+    checkpoint.refresh_from_db()
+    assert (checkpoint.state, checkpoint.rows) == (DumpCheckpoint.DONE, 10)
+
+
+def test_resume_keeps_the_interrupted_runs_limit(clickhouse, dump, learners, ctrl_c_after):
+    learners(10)
+    ctrl_c_after(batches=1)
+    with pytest.raises(CommandError):
+        dump("--object", "user_profile", "--batch_size", "2", "--limit", "5")
+
+    dump("--object", "user_profile", "--resume", "--batch_size", "2")
+
+    assert clickhouse.count("user_profile") == 5
+
+
+def test_resume_with_other_selection_options_is_refused(clickhouse, dump, learners, ctrl_c_after):
+    learners(4)
+    ctrl_c_after(batches=1)
+    with pytest.raises(CommandError):
+        dump("--object", "user_profile", "--batch_size", "2", "--limit", "3")
+
+    with pytest.raises(CommandError, match="its run was started with other limit"):
+        dump("--object", "user_profile", "--resume", "--limit", "4")
+
+
+def test_resume_into_another_clickhouse_database_is_refused(clickhouse, dump, learners, ctrl_c_after):
+    learners(4)
+    ctrl_c_after(batches=1)
+    with pytest.raises(CommandError):
+        dump("--object", "user_profile", "--batch_size", "2")
+
+    wrote_elsewhere = r"its run wrote to .* database event_sink_backfill, not .* database default"
+    with pytest.raises(CommandError, match=wrote_elsewhere):
+        dump("--object", "user_profile", "--resume", "--database", "default")
+
+
+def test_resume_after_a_complete_run_has_nothing_to_do(clickhouse, dump, learners):
+    learners(3)
+    dump("--object", "user_profile")
+
+    output = dump("--object", "user_profile", "--resume")
+
+    assert "already complete" in output
+    assert clickhouse.count("user_profile") == 3
+
+
+def test_a_new_run_starts_over(clickhouse, dump, learners, ctrl_c_after):
+    learners(4)
+    ctrl_c_after(batches=1)
+    with pytest.raises(CommandError):
+        dump("--object", "user_profile", "--batch_size", "2")
+
+    dump("--object", "user_profile")
+
+    checkpoint = DumpCheckpoint.objects.get(sink="user_profile")
+    assert (checkpoint.state, checkpoint.rows) == (DumpCheckpoint.DONE, 4)
