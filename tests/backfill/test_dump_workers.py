@@ -1,0 +1,65 @@
+"""--workers without a worker: a clear error after the timeout, and tasks that arrive late do nothing."""
+
+import time
+
+import pytest
+from common.djangoapps.student.models import UserProfile
+from django.core.management import CommandError
+
+from aspects_sink.backfill import checkpoints, workers
+from aspects_sink.backfill.source import BackfillSource
+from aspects_sink.models import DumpCheckpoint
+from aspects_sink.sinks.registry import get_sink
+
+pytestmark = pytest.mark.django_db
+
+
+def test_without_a_worker_the_command_fails_after_the_timeout(clickhouse, dump, learners):
+    learners(6)
+    started = time.monotonic()
+
+    with pytest.raises(CommandError, match="no Celery worker picked up the backfill tasks within 1s") as raised:
+        dump("--object", "user_profile", "--workers", "2", "--worker_timeout", "1")
+
+    assert time.monotonic() - started < 10
+    assert "\n" not in str(raised.value)
+    ranges = list(DumpCheckpoint.objects.filter(sink="user_profile"))
+    assert len(ranges) == 2
+    assert {checkpoint.state for checkpoint in ranges} == {DumpCheckpoint.STOPPED}
+    assert clickhouse.count("user_profile") == 0
+
+
+def test_a_task_for_a_range_given_up_on_does_nothing(clickhouse, dump, learners):
+    learners(4)
+    with pytest.raises(CommandError):
+        dump("--object", "user_profile", "--workers", "1", "--worker_timeout", "0.5")
+    row = DumpCheckpoint.objects.get(sink="user_profile")
+
+    workers.run_dispatched(row.id, str(row.token))  # the worker finally gets to it
+
+    row.refresh_from_db()
+    assert row.state == DumpCheckpoint.STOPPED
+    assert clickhouse.count("user_profile") == 0
+
+
+def test_a_task_dumps_its_range_only(clickhouse, learners):
+    learners(9)
+    parameters = {"force": False, "ids_to_skip": [], "batch_size": 2, "sleep_time": 0}
+    keys = list(UserProfile.objects.order_by("id").values_list("id", flat=True))
+    (row,) = checkpoints.begin("user_profile", parameters, [(str(keys[2]), str(keys[6]))])
+    token = checkpoints.hand_out(row)
+
+    workers.run_dispatched(row.id, str(token))
+
+    row.refresh_from_db()
+    assert (row.state, row.rows, row.last_acknowledged) == (DumpCheckpoint.DONE, 4, str(keys[6]))
+    assert clickhouse.column("user_profile", "id") == keys[3:7]
+
+
+def test_split_cuts_the_keys_into_equal_ranges(clickhouse, learners):
+    learners(10)
+    source = BackfillSource(get_sink("user_profile"))
+    keys = [str(key) for key in source.between().values_list("pk", flat=True)]
+
+    assert workers.split(source, "", 3) == [("", keys[2]), (keys[2], keys[5]), (keys[5], "")]
+    assert workers.split(source, keys[7], 4) == [(keys[7], keys[8]), (keys[8], "")]
