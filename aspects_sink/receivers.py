@@ -3,24 +3,25 @@ Signal receivers: thin adapters from platform signals to the outbox.
 
 Each one records which objects changed, inside the platform's transaction, and returns. Reading
 the objects happens later, in a worker, after commit (docs/decisions/0001-transactional-outbox.rst).
-The platform signals are connected by ``plugin_app`` per service; ``post_save`` receivers are
-connected in ``ready()`` because their senders come from ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG``.
+The platform signals are connected by ``plugin_app`` per service. ``post_save`` receivers are
+connected in ``ready()`` from the sinks' declarations (``saved_models``, and User fields shown in
+rows), because their senders come from ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 
 from django.db.models.signals import post_save
 
 from aspects_sink import outbox, platform
-from aspects_sink.sinks.registry import get_sink
+from aspects_sink.sinks.registry import all_sinks, get_sink
 
 log = logging.getLogger(__name__)
 
-# A saved User re-sends every sink whose rows carry the username or email.
-USER_DEPENDENT_SINKS = ("user_profile", "external_id", "course_enrollment")
-USER_FIELDS_SENT = {"username", "email"}
+USER_MODEL = "auth_user"
+USER_FIELDS_SENT = frozenset({"username", "email"})
 
 
 def record_change(sink_name: str, *object_ids) -> None:
@@ -46,37 +47,40 @@ def on_user_retired(sender, user=None, **kwargs):
         record_change("user_retirement", user.id)
 
 
-def on_profile_saved(sender, instance, **kwargs):
-    """A profile was saved: re-send it."""
-    record_change("user_profile", instance.user_id)
+class SavedModelReceiver:
+    """``post_save`` of one model: re-send the saved instance in every sink that declared the model."""
+
+    def __init__(self, model_name: str, sinks: list):
+        self.model_name = model_name
+        self.sinks = sinks
+
+    def __call__(self, sender, instance, update_fields=None, **kwargs):
+        if self.model_name == USER_MODEL and update_fields is not None and not USER_FIELDS_SENT & set(update_fields):
+            return  # a login saves last_login only: nothing any table shows has changed
+        for sink in self.sinks:
+            lookup = "pk" if self.model_name == USER_MODEL else sink.lookup
+            record_change(sink.name, getattr(instance, lookup))
 
 
-def on_external_id_saved(sender, instance, **kwargs):
-    """An external id was saved (``bulk_create`` sends no signal: the backfill covers those)."""
-    record_change("external_id", instance.user_id)
-
-
-def on_user_saved(sender, instance, update_fields=None, **kwargs):
-    """A username or email change reaches every table that shows them; a login (last_login only) does not."""
-    if update_fields is not None and not USER_FIELDS_SENT.intersection(update_fields):
-        return
-    for sink_name in USER_DEPENDENT_SINKS:
-        record_change(sink_name, instance.id)
-
-
-MODEL_RECEIVERS = (
-    ("user_profile", on_profile_saved),
-    ("external_id", on_external_id_saved),
-    ("auth_user", on_user_saved),
-)
+def saved_model_sinks() -> dict[str, list]:
+    """Model name → the sinks its saves re-send: declared ``saved_models``, and User-showing sinks for User."""
+    by_model = defaultdict(list)
+    for sink in all_sinks().values():
+        for model_name in sink.saved_models:
+            by_model[model_name].append(sink)
+        if sink.shows_user_fields:
+            by_model[USER_MODEL].append(sink)
+    return by_model
 
 
 def connect_model_receivers() -> None:
     """Connect ``post_save`` of the configured models; a model missing on this platform is skipped."""
-    for model_name, receiver in MODEL_RECEIVERS:
+    for model_name, sinks in saved_model_sinks().items():
         try:
             model = platform.get_model(model_name)
         except platform.PlatformModelMissing as error:
             log.info("aspects_sink: not listening to %s saves: %s", model_name, error)
             continue
-        post_save.connect(receiver, sender=model, dispatch_uid=f"aspects_sink.{receiver.__name__}")
+        post_save.connect(
+            SavedModelReceiver(model_name, sinks), sender=model, weak=False, dispatch_uid=f"aspects_sink.{model_name}"
+        )

@@ -3,13 +3,18 @@ Celery tasks: drain a sink's outbox, and sweep for work whose trigger was lost.
 
 A change wakes at most one drain per sink per flush interval (a cache key debounces the wake-ups),
 so thousands of changes a second become about one task and one INSERT per table per interval.
-If the broker is down the wake-up fails quietly for the request: the entries are safe in the
-outbox, and the periodic sweep (Celery beat, or ``aspects_sink_sweep`` from cron) sends them later.
+
+Wake-ups from the platform's requests are published by a background thread: a learner's request
+never waits on the broker. If the broker is down, publishing pauses for ``BROKER_COOLDOWN`` seconds
+after each failure; the entries are safe in the outbox, and the periodic sweep (Celery beat, or
+``aspects_sink_sweep`` from cron) wakes the drains once the broker is back.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 
 from celery import shared_task
 from django.conf import settings
@@ -21,6 +26,8 @@ from aspects_sink import delivery, outbox
 log = logging.getLogger(__name__)
 
 DRAIN_TASK = "aspects_sink.tasks.drain_outbox"
+BROKER_COOLDOWN = 10.0
+_BROKER_DOWN_KEY = "aspects_sink:broker-down"
 
 
 def _debounce_key(sink_name: str) -> str:
@@ -34,25 +41,53 @@ def _wake_delay(sink_name: str) -> float:
     return float(settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)
 
 
-def schedule_drain(sink_name: str, countdown: float | None = None, force: bool = False) -> bool:
-    """
-    Ask a worker to drain ``sink_name`` soon; return False if the broker could not be reached.
-
-    Without ``force`` a drain already scheduled makes this a no-op.
-    """
-    delay = _wake_delay(sink_name) if countdown is None else countdown
-    key = _debounce_key(sink_name)
-    if not force and not cache.add(key, 1, timeout=max(delay * 2, 1)):
-        return True
+def publish_drain(sink_name: str, countdown: float) -> bool:
+    """Send a drain task to the broker now; return False (and pause further wake-ups) if it is down."""
     try:
         drain_outbox.apply_async(
-            args=(sink_name,), countdown=delay, queue=settings.ASPECTS_SINK_CELERY_QUEUE, retry=False
+            args=(sink_name,), countdown=countdown, queue=settings.ASPECTS_SINK_CELERY_QUEUE, retry=False
         )
     except Exception as error:
-        cache.delete(key)
-        log.warning("aspects_sink: could not schedule a drain of %s (the sweep will): %s", sink_name, error)
+        cache.set(_BROKER_DOWN_KEY, 1, timeout=BROKER_COOLDOWN)
+        cache.delete(_debounce_key(sink_name))
+        log.warning("aspects_sink: could not wake the %s drain (the sweep will): %s", sink_name, error)
         return False
     return True
+
+
+class _WakeUpPublisher:
+    """One daemon thread per process that publishes wake-ups queued by requests."""
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, sink_name: str, countdown: float) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="aspects-sink-wake-ups", daemon=True)
+                self._thread.start()
+        self._queue.put((sink_name, countdown))
+
+    def _run(self) -> None:
+        while True:
+            sink_name, countdown = self._queue.get()
+            if cache.get(_BROKER_DOWN_KEY):
+                cache.delete(_debounce_key(sink_name))
+                continue
+            publish_drain(sink_name, countdown)
+
+
+_publisher = _WakeUpPublisher()
+
+
+def schedule_drain(sink_name: str) -> None:
+    """Ask a worker to drain ``sink_name`` soon, without waiting; a drain already scheduled makes this a no-op."""
+    delay = _wake_delay(sink_name)
+    if cache.get(_BROKER_DOWN_KEY) or not cache.add(_debounce_key(sink_name), 1, timeout=max(delay * 2, 1)):
+        return
+    _publisher.submit(sink_name, delay)
 
 
 @shared_task(name=DRAIN_TASK, ignore_result=True)
@@ -64,10 +99,10 @@ def drain_outbox(sink_name: str) -> dict:
         report = delivery.drain(sink_name)
     except Exception:
         # The LMS database itself failed (locked, restarting...). Nothing was acknowledged; try again soon.
-        schedule_drain(sink_name, countdown=outbox.backoff_seconds(1), force=True)
+        publish_drain(sink_name, outbox.backoff_seconds(1))
         raise
     if report.next_run_in is not None:
-        schedule_drain(sink_name, countdown=report.next_run_in, force=True)
+        publish_drain(sink_name, report.next_run_in)
     return {"sink": sink_name, "delivered": report.delivered, "retried": report.retried, "parked": report.parked}
 
 
@@ -79,18 +114,9 @@ def sweep_outbox() -> list[str]:
 
 
 def sweep() -> list[str]:
-    """Schedule drains of every sink that has pending entries; return their names."""
-    woken = []
-    for sink_name, info in outbox.pending_by_sink().items():
-        if info.get("pending") and schedule_drain(sink_name, countdown=0, force=True):
-            woken.append(sink_name)
-    return woken
-
-
-@shared_task(name="aspects_sink.tasks.dump_backfill_range", ignore_result=True)
-@set_code_owner_attribute
-def dump_backfill_range(checkpoint_id: int, token: str) -> None:
-    """Dump one range of a backfill that ``dump_data_to_clickhouse --workers`` handed out (see backfill.workers)."""
-    from aspects_sink.backfill import workers  # noqa: PLC0415 - backfill.workers sends this task
-
-    workers.run_dispatched(checkpoint_id, token)
+    """Publish a drain of every sink that has pending entries; return the names of those woken."""
+    return [
+        sink_name
+        for sink_name, info in outbox.pending_by_sink().items()
+        if info.get("pending") and publish_drain(sink_name, 0)
+    ]

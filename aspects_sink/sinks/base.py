@@ -101,12 +101,15 @@ class Sink:
 
     ``name`` is what the CLI and the outbox call the sink; ``model`` is the key of the model it
     reads in ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG``; ``lookup`` the field the live path's object ids
-    refer to; ``pii`` says that whole rows are personal data; ``order`` sorts a full backfill.
+    refer to; ``saved_models`` the models (same keys) whose ``post_save`` re-sends the saved
+    instance's ``lookup`` value; ``pii`` says that whole rows are personal data; ``order`` sorts a
+    full backfill.
     """
 
     name: ClassVar[str]
     model: ClassVar[str]
     lookup: ClassVar[str] = "pk"
+    saved_models: ClassVar[tuple[str, ...]] = ()
     pii: ClassVar[bool] = False
     order: ClassVar[int] = 100
     description: ClassVar[str] = ""
@@ -125,6 +128,11 @@ class Sink:
 
     def get_model(self):
         return platform.get_model(self.model)
+
+    @property
+    def shows_user_fields(self) -> bool:
+        """Whether rows carry fields of the User (username, email): a saved User must re-send them."""
+        return False
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:
         """What to write to ClickHouse so it holds the current state of these objects."""
@@ -147,6 +155,12 @@ class ModelSink(Sink):
 
     def annotations(self) -> dict[str, Any]:
         return {}
+
+    @property
+    def shows_user_fields(self) -> bool:
+        return self.lookup == "user_id" and any(
+            source.startswith("user__") for column in self.columns for source in column.sources
+        )
 
     @cached_property
     def table_spec(self) -> TableSpec:

@@ -15,6 +15,7 @@ class ExternalIdSink(ModelSink):
     model = "external_id"
     table = "external_id"
     lookup = "user_id"
+    saved_models = ("external_id",)
     user_id_column = "user_id"
     order = 30
     description = "External user ids (xAPI actor ids) and their users"

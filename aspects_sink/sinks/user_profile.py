@@ -11,6 +11,7 @@ class UserProfileSink(ModelSink):
     model = "user_profile"
     table = "user_profile"
     lookup = "user_id"
+    saved_models = ("user_profile",)
     user_id_column = "user_id"
     pii = True
     order = 20

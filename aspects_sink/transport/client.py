@@ -9,7 +9,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _ERROR_CODE = re.compile(r"Code: (\d+)\.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ConnectionConfig:
     """
     Where ClickHouse is and how to log in; the shape of ``EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG``.
@@ -41,7 +41,7 @@ class ConnectionConfig:
 
     url: str
     username: str = "default"
-    password: str = field(default="", repr=False)
+    password: str = ""
     database: str = "default"
     timeout_secs: float = 5
     verify: bool | str = True
@@ -55,6 +55,9 @@ class ConnectionConfig:
         known = {name: values[name] for name in cls.__dataclass_fields__ if values.get(name) is not None}
         known.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**known)
+
+    def __repr__(self) -> str:
+        return f"ConnectionConfig({self.safe_url!r}, username={self.username!r}, database={self.database!r})"
 
     @property
     def is_embedded(self) -> bool:

@@ -51,7 +51,8 @@ class Command(BaseCommand):
             applied = self._record(transport, database, statements)
         except TransportError as error:
             raise CommandError(str(error)) from error
-        self.stdout.write(f"ClickHouse schema ready in {database}: {len(statements)} statements, {applied} new.")
+        if options["verbosity"]:
+            self.stdout.write(f"ClickHouse schema ready in {database}: {len(statements)} statements, {applied} new.")
 
     def _record(self, transport, database: str, statements: list[str]) -> int:
         log_table = schema.qualified(schema.SCHEMA_LOG_TABLE, database)

@@ -32,6 +32,6 @@ class Command(BaseCommand):
                     f"{sink_name}: delivered {report.delivered}, retried {report.retried}, parked {report.parked}"
                 )
             else:
-                scheduled = tasks.schedule_drain(sink_name, countdown=0, force=True)
+                scheduled = tasks.publish_drain(sink_name, 0)
                 outcome = "scheduled" if scheduled else "NOT scheduled: is the broker up?"
                 self.stdout.write(f"{sink_name}: {info['pending']} pending, drain {outcome}")

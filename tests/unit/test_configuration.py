@@ -1,0 +1,100 @@
+"""Settings, toggles and the sink registry: how an operator and a site configure the plugin."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+from waffle.testutils import override_flag
+
+from aspects_sink.settings import common, production
+from aspects_sink.sinks.registry import UnknownSink, all_sinks, enabled_sinks, get_sink
+
+
+class FakeSettings:
+    """A bare settings object, as the plugin machinery hands to plugin_settings()."""
+
+
+def platform_settings(env_tokens=None):
+    settings = FakeSettings()
+    settings.ENV_TOKENS = env_tokens or {}
+    common.plugin_settings(settings)
+    production.plugin_settings(settings)
+    return settings
+
+
+def test_env_tokens_override_settings_and_partial_dicts_keep_defaults():
+    settings = platform_settings(
+        {"EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG": {"password": "s3cret"}, "ASPECTS_SINK_BATCH_SIZE": 100}
+    )
+    assert settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG["password"] == "s3cret"
+    assert settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG["database"] == "event_sink"
+    assert settings.ASPECTS_SINK_BATCH_SIZE == 100
+
+
+def test_the_sweep_is_scheduled_with_the_configured_interval():
+    settings = platform_settings({"ASPECTS_SINK_SWEEP_INTERVAL_SECONDS": 17})
+    assert settings.CELERY_BEAT_SCHEDULE["aspects_sink.sweep_outbox"]["schedule"] == 17
+
+
+def test_unknown_object_lists_the_valid_names():
+    with pytest.raises(UnknownSink) as error:
+        get_sink("nope")
+    assert "course_overviews" in str(error.value) and "user_profile" in str(error.value)
+
+
+@pytest.mark.django_db
+def test_a_sink_runs_when_its_setting_or_its_waffle_flag_is_on(settings):
+    settings.EVENT_SINK_CLICKHOUSE_EXTERNAL_ID_ENABLED = False
+    assert not get_sink("external_id").is_enabled()
+    with override_flag("event_sink_clickhouse.external_id.enabled", active=True):
+        assert get_sink("external_id").is_enabled()
+
+
+@pytest.mark.django_db
+def test_personal_sinks_stop_when_pii_is_off(settings):
+    settings.ASPECTS_ENABLE_PII = False
+    names = [sink.name for sink in enabled_sinks()]
+    assert "user_profile" not in names and "external_id" in names
+
+
+def test_extra_sinks_come_from_settings(settings):
+    settings.ASPECTS_SINK_EXTRA_SINKS = ["example_sinks.ProfileCitySink"]
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "live"))
+    try:
+        assert "profile_city" in all_sinks()
+    finally:
+        sys.path.pop(0)
+
+
+def test_extra_sinks_come_from_entry_points(settings, tmp_path, monkeypatch):
+    """A package advertising a class in the ``aspects_sink.sinks`` group adds a sink, core untouched."""
+    (tmp_path / "site_sinks.py").write_text(
+        textwrap.dedent(
+            """
+            from aspects_sink.sinks import columns as col
+            from aspects_sink.sinks.base import ModelSink
+
+            class LanguageSink(ModelSink):
+                name = "profile_language"
+                model = "user_profile"
+                table = "profile_language"
+                key = ("user_id",)
+                columns = (col.Int32("user_id"), col.String("language"))
+            """
+        )
+    )
+    dist_info = tmp_path / "site_sinks-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: site-sinks\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[aspects_sink.sinks]\nlanguage = site_sinks:LanguageSink\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings.ASPECTS_SINK_EXTRA_SINKS = ["cache-buster"] * 0  # a fresh registry for this settings state
+    from aspects_sink.sinks import registry
+
+    registry._registry.cache_clear()
+    try:
+        assert "profile_language" in all_sinks()
+    finally:
+        registry._registry.cache_clear()

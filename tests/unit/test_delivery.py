@@ -1,0 +1,141 @@
+"""
+The outbox and its drain, in process against the embedded ClickHouse: coalescing, one INSERT per
+table, acknowledgement only after ClickHouse, backoff while it is away, bad objects isolated and parked.
+"""
+
+from __future__ import annotations
+
+import pytest
+from common.djangoapps.student.helpers import create_user
+from common.djangoapps.student.models import UserProfile
+from django.db import transaction
+
+from aspects_sink import delivery, outbox
+from aspects_sink.models import OutboxEntry
+from aspects_sink.sinks.base import SerializationError
+from aspects_sink.sinks.registry import get_sink
+from aspects_sink.transport import ClickHouseRejected, ClickHouseUnavailable
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class CountingTransport:
+    """The real transport, counting inserts; optionally failing like an unavailable or rejecting server."""
+
+    def __init__(self, transport, fail_with=None, reject_when=None):
+        self.transport = transport
+        self.inserts = 0
+        self.fail_with = fail_with
+        self.reject_when = reject_when
+
+    def insert(self, batch, settings=None):
+        if self.fail_with:
+            raise self.fail_with
+        if self.reject_when and any(
+            self.reject_when(value) for value in batch.columns[batch.column_names.index("city")]
+        ):
+            raise ClickHouseRejected("Code: 469. DB::Exception: Constraint `city` violated (VIOLATED_CONSTRAINT)")
+        self.inserts += 1
+        return self.transport.insert(batch, settings)
+
+    def command(self, *args, **kwargs):
+        return self.transport.command(*args, **kwargs)
+
+
+def profiles(clickhouse, final=True):
+    return clickhouse.rows(
+        f"SELECT user_id, city FROM event_sink.user_profile {'FINAL' if final else ''} ORDER BY user_id"
+    )
+
+
+def test_repeated_changes_coalesce_into_one_row_and_one_insert(clickhouse, pii):
+    user = create_user("ada", "ada@example.com", name="Ada", city="Lyon")
+    for city in ("Paris", "Rome", "Oslo"):
+        profile = UserProfile.objects.get(user=user)
+        profile.city = city
+        profile.save()
+    assert OutboxEntry.objects.filter(sink="user_profile").count() == 5  # user + 4 profile saves
+    counting = CountingTransport(clickhouse)
+    report = delivery.drain("user_profile", counting)
+    assert (report.delivered, counting.inserts) == (5, 1)
+    assert profiles(clickhouse, final=False) == [(user.id, "Oslo")]
+    assert not OutboxEntry.objects.filter(sink="user_profile").exists()
+
+
+def test_the_newest_read_wins_whatever_order_rows_arrive_in(clickhouse, pii):
+    user = create_user("bea", "bea@example.com", city="Lyon")
+    sink = get_sink("user_profile")
+    old_version, new_version = outbox.allocate_version(), outbox.allocate_version()
+    profile = UserProfile.objects.get(user=user)
+    profile.city = "Paris"
+    profile.save()
+    from aspects_sink.sinks.base import Stamp
+
+    clickhouse.insert(sink.serialize(sink.queryset_for([user.id]), Stamp(new_version)))
+    profile.city = "Stale"
+    profile.save()
+    clickhouse.insert(sink.serialize(sink.queryset_for([user.id]), Stamp(old_version)))  # a slow worker
+    assert profiles(clickhouse) == [(user.id, "Paris")]
+
+
+def test_a_rolled_back_change_leaves_nothing_to_send(clickhouse):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        create_user("ghost", "ghost@example.com")
+        raise RuntimeError("the request failed")
+    assert not OutboxEntry.objects.exists()
+    assert not clickhouse.rows("SELECT * FROM event_sink.user_profile")
+
+
+def test_unavailable_clickhouse_keeps_entries_and_backs_off(clickhouse, pii, settings):
+    settings.ASPECTS_SINK_RETRY_BASE_SECONDS = 3
+    create_user("cy", "cy@example.com")
+    down = CountingTransport(clickhouse, fail_with=ClickHouseUnavailable("connection refused"))
+    report = delivery.drain("user_profile", down)
+    assert report.retried == 2 and report.delivered == 0
+    assert report.next_run_in == pytest.approx(3, abs=0.5)
+    entries = list(OutboxEntry.objects.filter(sink="user_profile"))
+    assert [entry.attempts for entry in entries] == [1, 1]
+    assert all(entry.state == OutboxEntry.PENDING for entry in entries)
+    # an outage never parks: the data is not at fault
+    for _ in range(settings.ASPECTS_SINK_MAX_ATTEMPTS + 2):
+        OutboxEntry.objects.update(available_at=entries[0].created)
+        delivery.drain("user_profile", down)
+    assert not OutboxEntry.objects.filter(state=OutboxEntry.DEAD).exists()
+
+
+def test_a_rejected_object_is_isolated_retried_then_parked(clickhouse, pii, settings):
+    settings.ASPECTS_SINK_MAX_ATTEMPTS = 2
+    users = [create_user(f"u{i}", f"u{i}@example.com", city="Atlantis" if i == 5 else "Lyon") for i in range(10)]
+    rejecting = CountingTransport(clickhouse, reject_when=lambda city: city == "Atlantis")
+    first = delivery.drain("user_profile", rejecting)
+    assert first.retried == 2 and first.parked == 0  # the bad user's two entries
+    assert len(profiles(clickhouse)) == 9
+    OutboxEntry.objects.update(available_at=OutboxEntry.objects.first().created)
+    second = delivery.drain("user_profile", rejecting)
+    assert second.parked == 2
+    dead = OutboxEntry.objects.filter(state=OutboxEntry.DEAD)
+    assert {(entry.sink, entry.object_id) for entry in dead} == {("user_profile", str(users[5].id))}
+    assert all("VIOLATED_CONSTRAINT" in entry.last_error for entry in dead)
+
+
+def test_an_object_that_cannot_be_serialized_is_named(clickhouse, pii):
+    user = create_user("dee", "dee@example.com")
+    sink = get_sink("user_profile")
+    fetched = sink.fetch(sink.queryset_for([user.id]))
+    fetched["id"] = ["not-a-number"]
+    from aspects_sink.sinks.base import Stamp
+
+    with pytest.raises(SerializationError, match=rf"user_profile {user.id}: column id"):
+        sink.serialize_fetched(fetched, Stamp(1))
+
+
+def test_dead_letters_can_be_replayed(clickhouse, pii):
+    create_user("eve", "eve@example.com")
+    OutboxEntry.objects.filter(sink="user_profile").update(state=OutboxEntry.DEAD, attempts=8, last_error="boom")
+    assert outbox.replay_dead_letters(sink_name="user_profile") == 2
+    assert delivery.drain("user_profile", clickhouse).delivered == 2
+
+
+def test_versions_increase():
+    first, second = outbox.allocate_version(), outbox.allocate_version()
+    assert second > first

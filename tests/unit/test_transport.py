@@ -1,0 +1,64 @@
+"""The transport: errors sorted into wait-or-reject, secrets kept out of text, tables written by name."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+from aspects_sink.transport import ClickHouseRejected, ClickHouseUnavailable, ColumnBatch, ConnectionConfig
+from aspects_sink.transport.client import ClickHouseTransport, classify
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (OperationalError("connection refused"), ClickHouseUnavailable),
+        (DatabaseError("Code: 516. DB::Exception: default: Authentication failed"), ClickHouseUnavailable),
+        (DatabaseError("Code: 252. DB::Exception: Too many parts"), ClickHouseUnavailable),
+        (DatabaseError("Code: 60. DB::Exception: Table x does not exist"), ClickHouseUnavailable),
+        (DatabaseError("Code: 469. DB::Exception: Constraint violated"), ClickHouseRejected),
+        (DatabaseError("Code: 27. DB::Exception: Cannot parse input"), ClickHouseRejected),
+    ],
+)
+def test_errors_are_sorted_into_wait_or_reject(error, kind):
+    assert isinstance(classify(error, "insert"), kind)
+
+
+def test_the_password_never_shows():
+    config = ConnectionConfig(url="https://admin:hunter2@ch.example.com:8443/", password="hunter2")
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in config.safe_url
+    assert "hunter2" not in repr(ClickHouseTransport(config))
+
+
+def test_unreachable_server_is_unavailable_and_names_no_secret(caplog):
+    caplog.set_level(logging.DEBUG)
+    transport = ClickHouseTransport(
+        ConnectionConfig(url="http://127.0.0.1:9/", username="u", password="hunter2", timeout_secs=1)
+    )
+    with pytest.raises(ClickHouseUnavailable) as error:
+        transport.ping()
+    assert "127.0.0.1:9" in str(error.value)
+    assert "hunter2" not in str(error.value) and "hunter2" not in caplog.text
+
+
+def test_a_batch_rejects_ragged_columns():
+    with pytest.raises(ValueError, match="different row counts"):
+        ColumnBatch("t", ("a", "b"), ("Int32", "Int32"), ([1, 2], [1]))
+
+
+def test_insert_writes_only_the_columns_an_existing_table_has(clickhouse):
+    """An Aspects-created table without our ``version`` column still takes our rows, by column name."""
+    clickhouse.command("CREATE TABLE event_sink.legacy (name String, id Int32) ENGINE = MergeTree ORDER BY id")
+    batch = ColumnBatch(
+        "legacy", ("id", "name", "version"), ("Int32", "String", "UInt64"), ([1, 2], ["a", "b"], [7, 7])
+    )
+    assert clickhouse.insert(batch) == 2
+    assert clickhouse.rows("SELECT id, name FROM event_sink.legacy ORDER BY id") == [(1, "a"), (2, "b")]
+
+
+def test_statements_take_values_as_parameters(clickhouse):
+    hostile = "x'); DROP TABLE event_sink.user_profile; --"
+    assert clickhouse.rows("SELECT {v:String}", {"v": hostile}) == [(hostile,)]
