@@ -12,9 +12,11 @@ after each failure; the entries are safe in the outbox, and the periodic sweep (
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -56,12 +58,20 @@ def publish_drain(sink_name: str, countdown: float) -> bool:
 
 
 class _WakeUpPublisher:
-    """One daemon thread per process that publishes wake-ups queued by requests."""
+    """
+    One daemon thread per process that publishes wake-ups queued by requests.
+
+    At interpreter exit what is still queued is published (for up to ``EXIT_FLUSH_SECONDS``), so a
+    short-lived process such as a management command does not leave its changes to the sweep.
+    """
+
+    EXIT_FLUSH_SECONDS = 5.0
 
     def __init__(self):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        atexit.register(self.flush)
 
     def submit(self, sink_name: str, countdown: float) -> None:
         with self._lock:
@@ -72,11 +82,22 @@ class _WakeUpPublisher:
 
     def _run(self) -> None:
         while True:
-            sink_name, countdown = self._queue.get()
-            if cache.get(_BROKER_DOWN_KEY):
-                cache.delete(_debounce_key(sink_name))
-                continue
-            publish_drain(sink_name, countdown)
+            self._publish(*self._queue.get())
+
+    @staticmethod
+    def _publish(sink_name: str, countdown: float) -> None:
+        if cache.get(_BROKER_DOWN_KEY):
+            cache.delete(_debounce_key(sink_name))
+            return
+        publish_drain(sink_name, countdown)
+
+    def flush(self) -> None:
+        deadline = time.monotonic() + self.EXIT_FLUSH_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                self._publish(*self._queue.get_nowait())
+            except queue.Empty:
+                return
 
 
 _publisher = _WakeUpPublisher()

@@ -174,8 +174,16 @@ class ModelSink(Sink):
         return tuple(dict.fromkeys(source for column in self.columns for source in column.sources))
 
     def queryset(self):
-        """Every object of the sink, with the annotations its columns read."""
+        """
+        Every object of the sink, with the annotations its columns read.
+
+        Sinks whose rows retirement deletes (``EVENT_SINK_CLICKHOUSE_PII_MODELS``) never send a retired
+        user again: the platform renames retired accounts with ``RETIRED_USERNAME_PREFIX``.
+        """
         queryset = self.get_model()._default_manager.all()
+        if self.user_id_column and self.name in getattr(settings, "EVENT_SINK_CLICKHOUSE_PII_MODELS", ()):
+            prefix = getattr(settings, "RETIRED_USERNAME_PREFIX", "retired__user_")
+            queryset = queryset.exclude(user__username__startswith=prefix)
         annotations = self.annotations()
         return queryset.annotate(**annotations) if annotations else queryset
 
@@ -222,8 +230,3 @@ class ModelSink(Sink):
             except (TypeError, ValueError, AttributeError) as row_error:
                 return SerializationError(self.name, object_id, f"column {column.name}: {row_error}")
         return SerializationError(self.name, "?", f"column {column.name}: {error}")
-
-
-def sink_setting(name: str, default: Any = None) -> Any:
-    """Read an ``ASPECTS_SINK_*`` setting (sinks may have their own)."""
-    return getattr(settings, name, default)

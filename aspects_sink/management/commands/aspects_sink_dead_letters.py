@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from aspects_sink import outbox
+from aspects_sink import outbox, tasks
 from aspects_sink.models import OutboxEntry
 
 
@@ -22,7 +22,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["replay"]:
             count = outbox.replay_dead_letters(ids=options["ids"], sink_name=options["sink"])
-            self.stdout.write(f"{count} dead letters queued again.")
+            woken = tasks.sweep()
+            self.stdout.write(f"{count} dead letters queued again; drains woken: {', '.join(woken) or 'none'}.")
             return
         dead = OutboxEntry.objects.filter(state=OutboxEntry.DEAD).order_by("id")
         if options["sink"]:
