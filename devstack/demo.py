@@ -90,9 +90,7 @@ def run(state_dir: Path, users: int, courses: int, enrollments: int) -> int:
         print(f"    ClickHouse at {devstack.clickhouse.url}, state in {state_dir}")
         for service in ("lms", "cms"):
             loaded = devstack.run_python(service, LOADED)
-            print(
-                f"    {service}: aspects_sink loaded from its entry point: {loaded['installed']}; writes to {loaded['url']}"
-            )
+            print(f"    {service}: aspects_sink loaded: {loaded['installed']}; writes to {loaded['url']}")
         step("Starting a Celery worker (embedded filesystem broker) with the beat sweep")
         devstack.start_worker(beat=True)
 
