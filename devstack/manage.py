@@ -18,7 +18,7 @@ DEVSTACK_DIR = Path(__file__).resolve().parent
 
 
 def parse_service_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="manage.py", add_help=False)
+    parser = argparse.ArgumentParser(prog="manage.py", add_help=False, allow_abbrev=False)
     parser.add_argument("service", choices=["lms", "cms"])
     parser.add_argument("--settings", default=os.environ.get("EDX_PLATFORM_SETTINGS", "devstack"))
     return parser.parse_known_args(argv)
