@@ -141,3 +141,12 @@ def sweep() -> list[str]:
         for sink_name, info in outbox.pending_by_sink().items()
         if info.get("pending") and publish_drain(sink_name, 0)
     ]
+
+
+@shared_task(name="aspects_sink.tasks.dump_backfill_range", ignore_result=True)
+@set_code_owner_attribute
+def dump_backfill_range(checkpoint_id: int, token: str) -> None:
+    """Dump one range of a backfill that ``dump_data_to_clickhouse --workers`` handed out (see backfill.workers)."""
+    from aspects_sink.backfill import workers  # noqa: PLC0415 - backfill.workers sends this task
+
+    workers.run_dispatched(checkpoint_id, token)
