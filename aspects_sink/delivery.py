@@ -58,9 +58,9 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
     """
     Send what the outbox holds for one sink, batch after batch, until it is empty or the budget is spent.
 
-    A batch smaller than ``ASPECTS_SINK_BATCH_SIZE`` means the backlog is gone: the drain stops and
-    asks to run again after ``ASPECTS_SINK_FLUSH_INTERVAL_SECONDS``, so a steady stream of changes
-    becomes about one INSERT per table per interval instead of one per change.
+    A batch smaller than ``ASPECTS_SINK_BATCH_SIZE`` means the backlog is gone: the drain stops and,
+    if entries arrived meanwhile, asks to run again after the sink's drain interval, so a steady
+    stream of changes becomes about one INSERT per table per interval instead of one per change.
     """
     sink = get_sink(sink_name)
     transport = transport or get_transport()
@@ -90,16 +90,16 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
             return report
         if len(claimed) < batch_size or time.monotonic() - started > time_budget:
             break
-    report.next_run_in = _next_run_in(sink_name, report)
+    report.next_run_in = _next_run_in(sink, report)
     return report
 
 
-def _next_run_in(sink_name: str, report: DrainReport) -> float | None:
-    due = outbox.pending_by_sink().get(sink_name, {}).get("next_due")
+def _next_run_in(sink: Sink, report: DrainReport) -> float | None:
+    due = outbox.pending_by_sink().get(sink.name, {}).get("next_due")
     if due is None:
         return None
     wait = (due - timezone.now()).total_seconds()
-    return max(wait, float(settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS) if report.delivered else 0.0)
+    return max(wait, sink.drain_interval if report.delivered else 0.0)
 
 
 def _deliver(sink: Sink, claimed: list[Claimed], transport: ClickHouseTransport, report: DrainReport) -> None:

@@ -1,8 +1,11 @@
 """
 Celery tasks: drain a sink's outbox, and sweep for work whose trigger was lost.
 
-A change wakes at most one drain per sink per flush interval (a cache key debounces the wake-ups),
-so thousands of changes a second become about one task and one INSERT per table per interval.
+Wake-ups are debounced through the Django cache (shared by every process of a site): a sink is
+drained at most once per its drain interval (``Sink.drain_interval``), and the first change after a
+quiet period waits only ``ASPECTS_SINK_FLUSH_INTERVAL_SECONDS``. Thousands of changes a second thus
+become about one task and one INSERT per table per interval, and a course published twenty times
+in ten seconds is dumped once or twice.
 
 Wake-ups from the platform's requests are published by a background thread: a learner's request
 never waits on the broker. If the broker is down, publishing pauses for ``BROKER_COOLDOWN`` seconds
@@ -21,26 +24,35 @@ import time
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 from edx_django_utils.monitoring import set_code_owner_attribute
 
 from aspects_sink import delivery, outbox
+from aspects_sink.sinks.registry import get_sink
 
 log = logging.getLogger(__name__)
 
 DRAIN_TASK = "aspects_sink.tasks.drain_outbox"
 BROKER_COOLDOWN = 10.0
+LOST_AFTER = 30.0
 _BROKER_DOWN_KEY = "aspects_sink:broker-down"
 
 
-def _debounce_key(sink_name: str) -> str:
+def _scheduled_key(sink_name: str) -> str:
     return f"aspects_sink:drain-scheduled:{sink_name}"
 
 
-def _wake_delay(sink_name: str) -> float:
-    if sink_name == "course_overviews":
-        # Publishing storms: every publish in this window is dumped by one drain.
-        return float(settings.ASPECTS_SINK_COURSE_PUBLISH_DELAY_SECONDS)
-    return float(settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)
+def _last_drain_key(sink_name: str) -> str:
+    return f"aspects_sink:last-drain:{sink_name}"
+
+
+def next_drain_delay(sink_name: str) -> float:
+    """Seconds until the sink may be drained again: at least the flush interval, and its drain interval apart."""
+    flush = float(settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)
+    last = cache.get(_last_drain_key(sink_name))
+    if last is None:
+        return flush
+    return max(flush, get_sink(sink_name).drain_interval - (time.time() - last))
 
 
 def publish_drain(sink_name: str, countdown: float) -> bool:
@@ -51,7 +63,7 @@ def publish_drain(sink_name: str, countdown: float) -> bool:
         )
     except Exception as error:
         cache.set(_BROKER_DOWN_KEY, 1, timeout=BROKER_COOLDOWN)
-        cache.delete(_debounce_key(sink_name))
+        cache.delete(_scheduled_key(sink_name))
         log.warning("aspects_sink: could not wake the %s drain (the sweep will): %s", sink_name, error)
         return False
     return True
@@ -87,7 +99,7 @@ class _WakeUpPublisher:
     @staticmethod
     def _publish(sink_name: str, countdown: float) -> None:
         if cache.get(_BROKER_DOWN_KEY):
-            cache.delete(_debounce_key(sink_name))
+            cache.delete(_scheduled_key(sink_name))
             return
         publish_drain(sink_name, countdown)
 
@@ -105,25 +117,29 @@ _publisher = _WakeUpPublisher()
 
 def schedule_drain(sink_name: str) -> None:
     """Ask a worker to drain ``sink_name`` soon, without waiting; a drain already scheduled makes this a no-op."""
-    delay = _wake_delay(sink_name)
-    if cache.get(_BROKER_DOWN_KEY) or not cache.add(_debounce_key(sink_name), 1, timeout=max(delay * 2, 1)):
+    if cache.get(_BROKER_DOWN_KEY):
         return
-    _publisher.submit(sink_name, delay)
+    delay = next_drain_delay(sink_name)
+    if cache.add(_scheduled_key(sink_name), 1, timeout=delay + LOST_AFTER):
+        _publisher.submit(sink_name, delay)
 
 
 @shared_task(name=DRAIN_TASK, ignore_result=True)
 @set_code_owner_attribute
 def drain_outbox(sink_name: str) -> dict:
     """Send one sink's pending outbox entries to ClickHouse; reschedule itself while work remains."""
-    cache.delete(_debounce_key(sink_name))
+    cache.delete(_scheduled_key(sink_name))
+    cache.set(_last_drain_key(sink_name), time.time(), timeout=3600)
     try:
         report = delivery.drain(sink_name)
     except Exception:
         # The LMS database itself failed (locked, restarting...). Nothing was acknowledged; try again soon.
         publish_drain(sink_name, outbox.backoff_seconds(1))
         raise
-    if report.next_run_in is not None:
-        publish_drain(sink_name, report.next_run_in)
+    if report.next_run_in is not None and cache.add(
+        _scheduled_key(sink_name), 1, timeout=report.next_run_in + LOST_AFTER
+    ):
+        publish_drain(sink_name, max(report.next_run_in, next_drain_delay(sink_name)))
     return {"sink": sink_name, "delivered": report.delivered, "retried": report.retried, "parked": report.parked}
 
 
@@ -135,12 +151,24 @@ def sweep_outbox() -> list[str]:
 
 
 def sweep() -> list[str]:
-    """Publish a drain of every sink that has pending entries; return the names of those woken."""
-    return [
-        sink_name
-        for sink_name, info in outbox.pending_by_sink().items()
-        if info.get("pending") and publish_drain(sink_name, 0)
-    ]
+    """
+    Wake the drain of every sink with pending entries unless one is already scheduled; return those woken.
+
+    Entries due for longer than ``LOST_AFTER`` seconds past the sink's drain interval mean a wake-up was
+    lost (a broker restart drops queued tasks): those sinks are drained at once, whatever the cache says.
+    """
+    now = timezone.now()
+    woken = []
+    for sink_name, info in outbox.pending_by_sink().items():
+        if not info.get("pending"):
+            continue
+        overdue = (now - info["next_due"]).total_seconds() > get_sink(sink_name).drain_interval + LOST_AFTER
+        delay = next_drain_delay(sink_name)
+        if (overdue or cache.add(_scheduled_key(sink_name), 1, timeout=delay + LOST_AFTER)) and publish_drain(
+            sink_name, 0 if overdue else delay
+        ):
+            woken.append(sink_name)
+    return woken
 
 
 @shared_task(name="aspects_sink.tasks.dump_backfill_range", ignore_result=True)

@@ -21,7 +21,6 @@ from processes import REPO_ROOT, Devstack
 DEMO_SETTINGS = {
     # The demo shows profiles too; production keeps personal data off unless the operator opts in.
     "ASPECTS_ENABLE_PII": True,
-    "ASPECTS_SINK_COURSE_PUBLISH_DELAY_SECONDS": 2,
     "ASPECTS_SINK_SWEEP_INTERVAL_SECONDS": 5,
 }
 

@@ -181,6 +181,13 @@ def state_settings(state: Path, *, test_database_suffix: str = "") -> dict[str, 
     return {
         "DEVSTACK_STATE_DIR": str(state),
         "DATABASES": databases(state, test_database_suffix=test_database_suffix),
+        # One cache for every process, as memcached or Redis is for a real site (plugins coordinate through it).
+        "CACHES": {
+            "default": {
+                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(state / "cache"),
+            }
+        },
         **celery_broker(state),
     }
 
@@ -208,7 +215,6 @@ def shared_settings(service: str) -> dict[str, Any]:
         "USE_TZ": True,
         # edx-platform keeps 32-bit primary keys; the plugin's own models choose theirs.
         "DEFAULT_AUTO_FIELD": "django.db.models.AutoField",
-        "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
         "MIDDLEWARE": [],
         "LMS_ROOT_URL": "http://localhost:18000",
         "CMS_ROOT_URL": "http://localhost:18010",

@@ -65,7 +65,9 @@ def plugin_settings(settings):
     settings.ASPECTS_SINK_RETRY_BASE_SECONDS = 2  # first retry delay; doubles each try
     settings.ASPECTS_SINK_RETRY_MAX_SECONDS = 300
     settings.ASPECTS_SINK_SWEEP_INTERVAL_SECONDS = 60  # Celery beat sweep of rows whose trigger was lost
-    settings.ASPECTS_SINK_COURSE_PUBLISH_DELAY_SECONDS = 5  # publishes within this window are dumped once
+    # A course is dumped at most once per interval: the first publish goes out within the flush
+    # interval, every publish during the following interval is covered by one more dump.
+    settings.ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS = 10
     settings.ASPECTS_SINK_RETIREMENT_WAIT = False  # wait for the ClickHouse mutation to finish
 
     # ClickHouse cluster: a cluster name turns on ON CLUSTER DDL and Replicated engines; more than

@@ -110,6 +110,8 @@ class Sink:
     model: ClassVar[str]
     lookup: ClassVar[str] = "pk"
     saved_models: ClassVar[tuple[str, ...]] = ()
+    # The setting holding the shortest time between two drains of this sink: few, large INSERTs.
+    drain_interval_setting: ClassVar[str] = "ASPECTS_SINK_FLUSH_INTERVAL_SECONDS"
     pii: ClassVar[bool] = False
     order: ClassVar[int] = 100
     description: ClassVar[str] = ""
@@ -128,6 +130,10 @@ class Sink:
 
     def get_model(self):
         return platform.get_model(self.model)
+
+    @property
+    def drain_interval(self) -> float:
+        return float(getattr(settings, self.drain_interval_setting))
 
     @property
     def shows_user_fields(self) -> bool:

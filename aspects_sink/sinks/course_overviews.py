@@ -60,6 +60,7 @@ class CourseOverviewSink(ModelSink):
     table = "course_overviews"
     lookup = "id"
     order = 10
+    drain_interval_setting = "ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS"  # publishing storms: one dump
     description = "Published courses and their blocks (course_overviews + course_blocks)"
     key = ("org", "course_key")
     columns = (

@@ -159,3 +159,23 @@ def test_retired_user_personal_data_is_in_no_table(devstack):
                 parameters={"needle": needle},
             )
             assert hits == 0, f"{needle!r} still in {table}"
+
+
+STORM = """
+import time
+from xmodule.modulestore.course_builder import create_course
+for _ in range(20):
+    key = create_course("edX", "Storm", "2026", blocks=200)
+    time.sleep(0.5)
+result = str(key)
+"""
+
+
+def test_a_publishing_storm_is_dumped_once_or_twice(devstack):
+    course = devstack.run_python("cms", STORM)
+    wait_until_drained(devstack)
+    ch = devstack.clickhouse_client()
+    dumps = ch.command(
+        "SELECT uniqExact(version) FROM course_overviews WHERE course_key = {c:String}", parameters={"c": course}
+    )
+    assert 1 <= dumps <= 2
