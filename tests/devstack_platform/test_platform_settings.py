@@ -119,11 +119,11 @@ def test_each_service_connects_the_plugin_receivers_of_its_own_project_type(tmp_
     assert cms["publish_receivers"][0] == "course_overviews.refresh_on_course_published"
 
 
-@pytest.mark.mariadb
-def test_manage_py_creates_a_missing_mysql_database(monkeypatch):
+def test_manage_py_creates_a_missing_mysql_database(monkeypatch, mariadb):
     import pymysql
 
     name = f"aspects_devstack_missing_{os.getpid()}"
+    monkeypatch.setenv("DEVSTACK_DB", "mysql")
     monkeypatch.setenv("DEVSTACK_MYSQL_DB", name)
 
     devstack_settings.ensure_database_exists()

@@ -8,7 +8,6 @@ saying why.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -17,12 +16,12 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "devstack"))
 
 from processes import Devstack  # noqa: E402
+
+from tests.conftest import require, service_available  # noqa: E402
 
 # Fast retries, a fast sweep and short publish windows, so outages heal within a test's patience.
 TEST_SETTINGS = {
@@ -36,26 +35,9 @@ TEST_SETTINGS = {
 }
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def require(available: bool, what: str) -> None:
-    """Fail on CI, skip elsewhere, when something the test needs is missing."""
-    if available:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (required on CI)")
-    pytest.skip(f"{what}; install or start it to run this test")
-
-
 def require_service(name: str, host: str, port: int) -> None:
-    """Require a service listening on ``host:port``."""
-    require(_reachable(host, port), f"{name} is not running on {host}:{port}")
+    """Require a service listening on ``host:port`` (fail on CI, skip elsewhere)."""
+    require(service_available(host, port), f"{name} is not running on {host}:{port}")
 
 
 def free_port() -> int:
@@ -86,7 +68,7 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
-        while not _reachable("127.0.0.1", self.port):
+        while not service_available("127.0.0.1", self.port):
             if time.monotonic() > deadline:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.1)
