@@ -66,7 +66,7 @@ def test_test_settings_queue_tasks_in_a_state_dir_of_their_own():
     assert not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)
     assert Path(settings.DEVSTACK_STATE_DIR) != devstack_settings.REPO_ROOT / ".devstack"
     if "DEVSTACK_BROKER_URL" not in os.environ:
-        assert settings.CELERY_BROKER_URL == "filesystem://"
+        assert settings.CELERY_BROKER_URL == "devstackfs://"  # kombu filesystem transport, atomic writes
         assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"].startswith(settings.DEVSTACK_STATE_DIR)
     assert (settings.TIME_ZONE, settings.USE_TZ) == ("UTC", True)
 
