@@ -63,3 +63,16 @@ def test_split_cuts_the_keys_into_equal_ranges(clickhouse, learners):
 
     assert workers.split(source, "", 3) == [("", keys[2]), (keys[2], keys[5]), (keys[5], "")]
     assert workers.split(source, keys[7], 4) == [(keys[7], keys[8]), (keys[8], "")]
+
+
+def test_ranges_given_up_on_are_finished_by_resume_in_this_process(clickhouse, dump, summary, learners):
+    learners(7)
+    with pytest.raises(CommandError):
+        dump("--object", "user_profile", "--workers", "3", "--worker_timeout", "0.5", "--batch_size", "2")
+
+    output = dump("--object", "user_profile", "--resume", "--batch_size", "2")
+
+    assert summary(output)["user_profile"] == (7, 0, 0)
+    assert clickhouse.count("user_profile") == 7
+    states = DumpCheckpoint.objects.filter(sink="user_profile").values_list("state", flat=True)
+    assert list(states) == [DumpCheckpoint.DONE] * 3
