@@ -6,6 +6,9 @@ unavailable the whole batch waits with exponential backoff, as long as it takes.
 rejects a batch, or an object cannot be serialized, the batch is split in halves until the bad
 objects are alone; they are retried and, after ``ASPECTS_SINK_MAX_ATTEMPTS`` tries, parked as
 dead letters with their error, while every other object goes through.
+
+The same drain serves queues with a table of their own (:func:`aspects_sink.outbox.register`), whose
+sink is found through the queue rather than the sink registry: xAPI statements.
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.utils import timezone
 
 from aspects_sink import outbox
 from aspects_sink.connection import get_transport
-from aspects_sink.outbox import Claimed
+from aspects_sink.outbox import Claimed, Queue
 from aspects_sink.sinks.base import Sink, Stamp, Statement
 from aspects_sink.sinks.registry import get_sink
 from aspects_sink.transport import ClickHouseTransport, ClickHouseUnavailable, ColumnBatch
@@ -54,33 +56,38 @@ def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport)
     return statements
 
 
+def drain_target(sink_name: str) -> Sink:
+    """The sink that writes a queue's rows: the one a queue of its own names, else the registry's."""
+    return outbox.queue(sink_name).sink or get_sink(sink_name)
+
+
 def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_budget: float = 30.0) -> DrainReport:
     """
     Send what the outbox holds for one sink, batch after batch, until it is empty or the budget is spent.
 
-    A batch smaller than ``ASPECTS_SINK_BATCH_SIZE`` means the backlog is gone: the drain stops and,
-    if entries arrived meanwhile, asks to run again after the sink's drain interval, so a steady
+    A batch smaller than the queue's batch size (``ASPECTS_SINK_BATCH_SIZE``) means the backlog is gone: the
+    drain stops and, if entries arrived meanwhile, asks to run again after the sink's drain interval, so a steady
     stream of changes becomes about one INSERT per table per interval instead of one per change.
     """
-    sink = get_sink(sink_name)
+    sink, queue = drain_target(sink_name), outbox.queue(sink_name)
     transport = transport or get_transport()
     report = DrainReport(sink_name)
-    batch_size = int(settings.ASPECTS_SINK_BATCH_SIZE)
+    batch_size = queue.batch_size
     started = time.monotonic()
     while True:
-        claimed = outbox.claim(sink_name, batch_size)
+        claimed = queue.claim(batch_size)
         if not claimed:
             break
         if not sink.is_enabled():
             log.info("aspects_sink: %s is disabled; dropping %d outbox entries", sink_name, len(claimed))
-            outbox.acknowledge(claimed)
+            queue.acknowledge(claimed)
             continue
         try:
-            _deliver(sink, claimed, transport, report)
+            _deliver(sink, queue, claimed, transport, report)
         except ClickHouseUnavailable as error:
             report.retried += len(claimed)
             report.errors.append(str(error))
-            report.next_run_in = outbox.retry_later(claimed, error)
+            report.next_run_in = queue.retry_later(claimed, error)
             log.warning(
                 "aspects_sink: ClickHouse unavailable for %s, retrying in %.0fs: %s",
                 sink_name,
@@ -102,7 +109,9 @@ def _next_run_in(sink: Sink, report: DrainReport) -> float | None:
     return max(wait, sink.drain_interval if report.delivered else 0.0)
 
 
-def _deliver(sink: Sink, claimed: list[Claimed], transport: ClickHouseTransport, report: DrainReport) -> None:
+def _deliver(
+    sink: Sink, queue: Queue, claimed: list[Claimed], transport: ClickHouseTransport, report: DrainReport
+) -> None:
     """Deliver a claimed batch; on rejection split it until the objects at fault are isolated."""
     object_ids = list(dict.fromkeys(entry.object_id for entry in claimed))
     try:
@@ -111,25 +120,25 @@ def _deliver(sink: Sink, claimed: list[Claimed], transport: ClickHouseTransport,
         raise
     except Exception as error:
         if len(object_ids) == 1:
-            _fail(sink, claimed, error, report)
+            _fail(sink, queue, claimed, error, report)
             return
         middle = len(object_ids) // 2
         first_half = set(object_ids[:middle])
-        _deliver(sink, [entry for entry in claimed if entry.object_id in first_half], transport, report)
-        _deliver(sink, [entry for entry in claimed if entry.object_id not in first_half], transport, report)
+        _deliver(sink, queue, [entry for entry in claimed if entry.object_id in first_half], transport, report)
+        _deliver(sink, queue, [entry for entry in claimed if entry.object_id not in first_half], transport, report)
         return
-    outbox.acknowledge(claimed)
+    queue.acknowledge(claimed)
     report.delivered += len(claimed)
 
 
-def _fail(sink: Sink, claimed: list[Claimed], error: Exception, report: DrainReport) -> None:
+def _fail(sink: Sink, queue: Queue, claimed: list[Claimed], error: Exception, report: DrainReport) -> None:
     object_id = claimed[0].object_id
     report.errors.append(f"{sink.name} {object_id}: {error}")
-    if max(entry.attempts for entry in claimed) + 1 >= outbox.max_attempts():
-        outbox.park(claimed, error)
+    if max(entry.attempts for entry in claimed) + 1 >= queue.max_attempts:
+        queue.park(claimed, error)
         report.parked += len(claimed)
         log.error("aspects_sink: parked %s %s as a dead letter: %s", sink.name, object_id, error)
     else:
-        outbox.retry_later(claimed, error)
+        queue.retry_later(claimed, error)
         report.retried += len(claimed)
         log.warning("aspects_sink: %s %s was rejected, will retry: %s", sink.name, object_id, error)

@@ -10,16 +10,17 @@ from django.db import models
 from django.utils import timezone
 
 
-class OutboxEntry(models.Model):
-    """One object of one sink that ClickHouse must be told about."""
+class LeasedEntry(models.Model):
+    """
+    What every queue of work for ClickHouse keeps per entry, so one set of outbox operations (claim,
+    acknowledge, retry, park) serves the outbox of platform objects and queues with a table of their own.
+    """
 
     PENDING = "pending"
     DEAD = "dead"
     STATES = ((PENDING, "pending"), (DEAD, "dead letter"))
 
     id = models.BigAutoField(primary_key=True)
-    sink = models.CharField(max_length=64)
-    object_id = models.CharField(max_length=255)
     created = models.DateTimeField(default=timezone.now)
     # Not before this time: the lease of a worker that claimed the entry, or the next retry after a failure.
     available_at = models.DateTimeField(default=timezone.now)
@@ -28,6 +29,16 @@ class OutboxEntry(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=8, choices=STATES, default=PENDING)
     last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+
+class OutboxEntry(LeasedEntry):
+    """One object of one sink that ClickHouse must be told about."""
+
+    sink = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=255)
 
     class Meta:
         app_label = "aspects_sink"
@@ -93,3 +104,26 @@ class DumpCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sink} ({self.range_start or '…'}, {self.range_end or '…'}] {self.state}"
+
+
+class XapiStatement(LeasedEntry):
+    """
+    One xAPI statement waiting for ClickHouse's raw xAPI table (``xapi.xapi_events_all``).
+
+    Recorded by the event-tracking backend in the transaction of the request (or task) that emitted the
+    event, with the statement itself: unlike platform objects, an event cannot be read again later.
+    ``event_id`` is the statement id event-routing-backends derives from actor, verb and time, so a
+    statement sent twice collapses in ClickHouse.
+    """
+
+    event_id = models.CharField(max_length=36)
+    emission_time = models.DateTimeField()
+    statement = models.TextField(help_text="the statement as JSON, exactly as ClickHouse receives it")
+
+    class Meta:
+        app_label = "aspects_sink"
+        indexes = [models.Index(fields=["state", "available_at"], name="aspects_sink_xapi_ready")]
+        verbose_name = "xAPI statement"
+
+    def __str__(self) -> str:
+        return f"xAPI statement {self.event_id} ({self.state}, {self.attempts} attempts)"

@@ -14,7 +14,7 @@ touch data are always server-side parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -84,20 +84,30 @@ def mutation_settings() -> dict:
     return {}
 
 
-def _engine(config: ClusterConfig) -> str:
-    return "ReplicatedReplacingMergeTree(version)" if config.name else "ReplacingMergeTree(version)"
+def _engine(config: ClusterConfig, version_column: str | None) -> str:
+    engine = "ReplicatedReplacingMergeTree" if config.name else "ReplacingMergeTree"
+    return f"{engine}({version_column or ''})"
 
 
 def create_table(table: TableSpec, db: str | None = None, config: ClusterConfig | None = None) -> list[str]:
-    """CREATE TABLE statements for one table (two when sharded: local storage + Distributed)."""
+    """
+    CREATE TABLE statements for one table (two when sharded: local storage + Distributed).
+
+    A table spec may also declare ``database`` (a table living outside the sinks' database),
+    ``version_column`` (None: the last insert of a key wins) and ``partition_by``, as the raw xAPI
+    table does; sinks' tables keep the defaults (``version``, no partitions).
+    """
     config = config or cluster()
-    db = db or database()
+    db = getattr(table, "database", None) or db or database()
     columns = ",\n    ".join(f"{quote(column.name)} {column.clickhouse_type}" for column in table.all_columns)
     key = ", ".join(quote(name) for name in table.key)
     storage = storage_table(table.name, config)
+    partition_by = getattr(table, "partition_by", None)
     statements = [
         f"CREATE TABLE IF NOT EXISTS {qualified(storage, db)}{on_cluster(config)} (\n    {columns}\n)\n"
-        f"ENGINE = {_engine(config)}\nORDER BY ({key})"
+        f"ENGINE = {_engine(config, getattr(table, 'version_column', 'version'))}\n"
+        + (f"PARTITION BY {partition_by}\n" if partition_by else "")
+        + f"ORDER BY ({key})"
     ]
     if config.sharded:
         sharding_key = f"cityHash64({key})"
@@ -120,5 +130,25 @@ def create_schema(tables: Iterable[TableSpec], db: str | None = None, config: Cl
         f"ENGINE = {'ReplicatedMergeTree' if config.name else 'MergeTree'}\nORDER BY (version, statement_hash)",
     ]
     for table in tables:
+        own_database = getattr(table, "database", None)
+        if own_database and own_database != db:
+            statements.append(f"CREATE DATABASE IF NOT EXISTS {quote(own_database)}{on_cluster(config)}")
         statements.extend(create_table(table, db, config))
     return statements
+
+
+_TABLE_PROVIDERS: list[Callable[[], Iterable[TableSpec]]] = []
+
+
+def register_tables(provider: Callable[[], Iterable[TableSpec]]) -> None:
+    """
+    Have the schema command create tables that belong to no sink (the raw xAPI table). ``provider`` is
+    called each time, so the tables it returns may follow settings.
+    """
+    if provider not in _TABLE_PROVIDERS:
+        _TABLE_PROVIDERS.append(provider)
+
+
+def registered_tables() -> list[TableSpec]:
+    """The tables of every registered provider."""
+    return [table for provider in _TABLE_PROVIDERS for table in provider()]

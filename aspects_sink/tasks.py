@@ -28,7 +28,6 @@ from django.utils import timezone
 from edx_django_utils.monitoring import set_code_owner_attribute
 
 from aspects_sink import delivery, outbox
-from aspects_sink.sinks.registry import get_sink
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def next_drain_delay(sink_name: str) -> float:
     last = cache.get(_last_drain_key(sink_name))
     if last is None:
         return flush
-    return max(flush, get_sink(sink_name).drain_interval - (time.time() - last))
+    return max(flush, delivery.drain_target(sink_name).drain_interval - (time.time() - last))
 
 
 def publish_drain(sink_name: str, countdown: float) -> bool:
@@ -162,7 +161,9 @@ def sweep() -> list[str]:
     for sink_name, info in outbox.pending_by_sink().items():
         if not info.get("pending"):
             continue
-        overdue = (now - info["next_due"]).total_seconds() > get_sink(sink_name).drain_interval + LOST_AFTER
+        overdue = (now - info["next_due"]).total_seconds() > delivery.drain_target(
+            sink_name
+        ).drain_interval + LOST_AFTER
         delay = next_drain_delay(sink_name)
         if (overdue or cache.add(_scheduled_key(sink_name), 1, timeout=delay + LOST_AFTER)) and publish_drain(
             sink_name, 0 if overdue else delay

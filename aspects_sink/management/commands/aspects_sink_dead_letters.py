@@ -1,17 +1,20 @@
-"""List dead letters (outbox entries that failed too often) and replay them."""
+"""List dead letters (outbox entries and xAPI statements that failed too often) and replay them."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from aspects_sink import outbox, tasks
-from aspects_sink.models import OutboxEntry
+from aspects_sink import outbox
 
 
 class Command(BaseCommand):
     """``./manage.py lms aspects_sink_dead_letters [--replay] [--sink NAME] [--id N ...]``."""
 
-    help = "Show the outbox entries parked as dead letters, with their errors; --replay queues them again."
+    help = (
+        "Show the entries parked as dead letters, with their errors: outbox entries of every sink, and xAPI "
+        "statements (--sink xapi_statements); --replay queues them again. Ids number the rows of one table: "
+        "without --sink they are outbox entries."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--replay", action="store_true", help="queue the selected dead letters again")
@@ -22,17 +25,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["replay"]:
             count = outbox.replay_dead_letters(ids=options["ids"], sink_name=options["sink"])
-            woken = tasks.sweep()
-            self.stdout.write(f"{count} dead letters queued again; drains woken: {', '.join(woken) or 'none'}.")
+            self.stdout.write(f"{count} dead letters queued again.")
             return
-        dead = OutboxEntry.objects.filter(state=OutboxEntry.DEAD).order_by("id")
-        if options["sink"]:
-            dead = dead.filter(sink=options["sink"])
-        if options["ids"]:
-            dead = dead.filter(id__in=options["ids"])
-        total = dead.count()
-        for entry in dead[: options["limit"]]:
-            self.stdout.write(
-                f"{entry.id}\t{entry.sink}\t{entry.object_id}\t{entry.attempts} tries\t{entry.last_error}"
-            )
+        total = 0
+        for queue in outbox.queues_with_dead_letters(options["sink"]):
+            dead = queue.dead_letters()
+            if options["ids"]:
+                dead = dead.filter(id__in=options["ids"])
+            total += dead.count()
+            for entry in dead[: options["limit"]]:
+                self.stdout.write(f"{entry.id}\t{queue.name}\t{entry}\t{entry.last_error}")
         self.stdout.write(f"{total} dead letters.")

@@ -15,11 +15,13 @@ SCHEMA_VERSION = 1
 
 
 def all_tables():
-    """Every table of every registered sink, once each."""
+    """Every table of every registered sink, and the tables registered without a sink, once each."""
     tables = {}
     for sink in all_sinks().values():
         for table in sink.tables():
             tables.setdefault(table.name, table)
+    for table in schema.registered_tables():
+        tables.setdefault(table.name, table)
     return list(tables.values())
 
 
