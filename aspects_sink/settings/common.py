@@ -74,7 +74,30 @@ def plugin_settings(settings):
     # one shard adds Distributed tables over ``<table>_local`` tables.
     settings.ASPECTS_SINK_CLUSTER = {"name": None, "shards": 1}
 
+    xapi_settings(settings)
     schedule_sweep(settings)
+
+
+def xapi_settings(settings):
+    """
+    xAPI statements from event-routing-backends straight into ClickHouse (docs/decisions/0005).
+
+    ERB's own settings keep their meaning: its allow-list, ``XAPI_EVENTS_ENABLED`` (circuit breaker),
+    ``XAPI_EVENT_LOGGING_ENABLED`` and its batching, which now concerns LRSs only. ERB's tracking backend
+    is rewired in ``AppConfig.ready()``, once every plugin's settings have run (aspects_sink.xapi.routing).
+    """
+    settings.ASPECTS_SINK_XAPI_ENABLED = True  # ERB's xapi backend records statements for ClickHouse
+    settings.ASPECTS_SINK_XAPI_DATABASE = "xapi"  # Aspects' raw table: <database>.<table>
+    settings.ASPECTS_SINK_XAPI_TABLE = "xapi_events_all"
+    settings.ASPECTS_SINK_XAPI_BATCH_SIZE = 2000  # statements per INSERT at most
+    settings.ASPECTS_SINK_XAPI_FLUSH_INTERVAL_SECONDS = 2.0  # longest wait of a statement before its INSERT
+    settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 8  # tries before a statement ClickHouse rejects is parked
+    settings.ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS = 10_000  # beyond this, the oldest are evicted (logged)
+    settings.ASPECTS_SINK_XAPI_EVENTS = None  # event names to store; None: every event ERB's allow-list lets in
+    # Transform where the event is emitted (one INSERT into the LMS database) instead of in one Celery
+    # task per event: statements commit with the request, and a broker outage loses none.
+    settings.ASPECTS_SINK_XAPI_IN_REQUEST = True
+    settings.XAPI_EVENTS_ENABLED = True
 
 
 def schedule_sweep(settings):

@@ -1,0 +1,50 @@
+"""
+The events routers ERB's ``xapi`` backend is rewired to (:mod:`aspects_sink.xapi.routing`).
+
+Each event is transformed by the router's own processors, as ERB configured them (its allow-list,
+then ``XApiProcessor`` with the transformer registry), and the resulting statements are recorded for
+ClickHouse in the transaction that emitted the event. An LRS configured in ERB's
+``RouterConfiguration`` still receives the event through ERB's own routing (batching and retries
+included); without one, ERB's routing is skipped.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from event_routing_backends.backends.async_events_router import AsyncEventsRouter
+from event_routing_backends.backends.sync_events_router import SyncEventsRouter
+from event_routing_backends.models import RouterConfiguration
+
+from aspects_sink.xapi import store
+
+
+def statements_wanted(event_name: str) -> bool:
+    """Whether ``ASPECTS_SINK_XAPI_EVENTS`` lets this event into ClickHouse (None: every event ERB allows)."""
+    allowed = settings.ASPECTS_SINK_XAPI_EVENTS
+    return allowed is None or event_name in allowed
+
+
+class ClickHouseRouting:
+    """
+    Mixed into ERB's routers. ``process_event`` (ERB's) runs the processors; an event they drop or cannot
+    transform yields no statement. A failure propagates to event-tracking, which logs it with the event
+    name; the savepoint keeps it from breaking the emitting request's transaction.
+    """
+
+    backend_name: str
+
+    def send(self, event: dict) -> None:
+        if settings.ASPECTS_SINK_XAPI_ENABLED and statements_wanted(event.get("name", "")):
+            with transaction.atomic():
+                store.record(self.process_event(event))
+        if RouterConfiguration.get_enabled_routers(self.backend_name):
+            super().send(event)
+
+
+class AsyncClickHouseEventsRouter(ClickHouseRouting, AsyncEventsRouter):
+    """Replaces ERB's ``AsyncEventsRouter``: LRSs still get the event through ERB's Celery tasks."""
+
+
+class SyncClickHouseEventsRouter(ClickHouseRouting, SyncEventsRouter):
+    """Replaces ERB's ``SyncEventsRouter`` (event-bus consumers): LRSs still get the event synchronously."""
