@@ -205,6 +205,9 @@ class ObjectBackfill:
         workers.dispatch(rows)
         try:
             workers.wait(rows, progress, self.options.worker_timeout)
+        except KeyboardInterrupt:  # the workers stop at their next batch; --resume continues
+            checkpoints.give_up(list(before), "interrupted (Ctrl-C)")
+            raise
         finally:
             finished = list(DumpCheckpoint.objects.filter(id__in=before).order_by("id"))
             for row in finished:

@@ -76,3 +76,20 @@ def test_ranges_given_up_on_are_finished_by_resume_in_this_process(clickhouse, d
     assert clickhouse.count("user_profile") == 7
     states = DumpCheckpoint.objects.filter(sink="user_profile").values_list("state", flat=True)
     assert list(states) == [DumpCheckpoint.DONE] * 3
+
+
+def test_ctrl_c_while_waiting_stops_the_ranges_so_workers_stop_too(clickhouse, dump, learners, monkeypatch):
+    learners(4)
+
+    def pressed_ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workers, "wait", pressed_ctrl_c)
+
+    with pytest.raises(CommandError, match=r"^user_profile: interrupted\. Run again with --resume"):
+        dump("--object", "user_profile", "--workers", "2")
+
+    ranges = DumpCheckpoint.objects.filter(sink="user_profile")
+    assert {(checkpoint.state, checkpoint.last_error) for checkpoint in ranges} == {
+        (DumpCheckpoint.STOPPED, "interrupted (Ctrl-C)")
+    }
