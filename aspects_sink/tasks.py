@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 
 from celery import shared_task
 from django.conf import settings
@@ -45,20 +46,22 @@ def _last_drain_key(sink_name: str) -> str:
     return f"aspects_sink:last-drain:{sink_name}"
 
 
+def _seconds_since_last_drain(sink_name: str) -> float:
+    last = cache.get(_last_drain_key(sink_name))
+    return float("inf") if last is None else time.time() - last
+
+
 def next_drain_delay(sink_name: str) -> float:
     """Seconds until the sink may be drained again: at least the flush interval, and its drain interval apart."""
     flush = float(settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)
-    last = cache.get(_last_drain_key(sink_name))
-    if last is None:
-        return flush
-    return max(flush, delivery.drain_target(sink_name).drain_interval - (time.time() - last))
+    return max(flush, delivery.drain_target(sink_name).drain_interval - _seconds_since_last_drain(sink_name))
 
 
-def publish_drain(sink_name: str, countdown: float) -> bool:
+def publish_drain(sink_name: str, countdown: float, token: str | None = None) -> bool:
     """Send a drain task to the broker now; return False (and pause further wake-ups) if it is down."""
     try:
         drain_outbox.apply_async(
-            args=(sink_name,), countdown=countdown, queue=settings.ASPECTS_SINK_CELERY_QUEUE, retry=False
+            args=(sink_name, token), countdown=countdown, queue=settings.ASPECTS_SINK_CELERY_QUEUE, retry=False
         )
     except Exception as error:
         cache.set(_BROKER_DOWN_KEY, 1, timeout=BROKER_COOLDOWN)
@@ -84,34 +87,38 @@ class _WakeUpPublisher:
         self._lock = threading.Lock()
         atexit.register(self.flush)
 
-    def submit(self, sink_name: str, countdown: float) -> None:
+    def submit(self, sink_name: str, countdown: float, token: str) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="aspects-sink-wake-ups", daemon=True)
                 self._thread.start()
-        self._queue.put((sink_name, countdown))
+        self._queue.put((sink_name, countdown, token))
 
     def _run(self) -> None:
-        while True:
-            self._publish(*self._queue.get())
+        while (item := self._queue.get()) is not None:
+            self._publish(*item)
 
     @staticmethod
-    def _publish(sink_name: str, countdown: float) -> None:
+    def _publish(sink_name: str, countdown: float, token: str) -> None:
         if cache.get(_BROKER_DOWN_KEY):
             cache.delete(_scheduled_key(sink_name))
             return
-        publish_drain(sink_name, countdown)
+        publish_drain(sink_name, countdown, token)
 
     def flush(self) -> None:
-        deadline = time.monotonic() + self.EXIT_FLUSH_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                self._publish(*self._queue.get_nowait())
-            except queue.Empty:
-                return
+        """Let the thread publish everything queued so far (the one in hand included), then stop it."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(self.EXIT_FLUSH_SECONDS)
 
 
 _publisher = _WakeUpPublisher()
+
+
+def _claim_schedule(sink_name: str, delay: float) -> str | None:
+    """Become the one scheduled drain of the sink: a token if no drain was scheduled, else None."""
+    token = uuid.uuid4().hex
+    return token if cache.add(_scheduled_key(sink_name), token, timeout=delay + LOST_AFTER) else None
 
 
 def schedule_drain(sink_name: str) -> None:
@@ -119,15 +126,26 @@ def schedule_drain(sink_name: str) -> None:
     if cache.get(_BROKER_DOWN_KEY):
         return
     delay = next_drain_delay(sink_name)
-    if cache.add(_scheduled_key(sink_name), 1, timeout=delay + LOST_AFTER):
-        _publisher.submit(sink_name, delay)
+    token = _claim_schedule(sink_name, delay)
+    if token:
+        _publisher.submit(sink_name, delay, token)
 
 
 @shared_task(name=DRAIN_TASK, ignore_result=True)
 @set_code_owner_attribute
-def drain_outbox(sink_name: str) -> dict:
-    """Send one sink's pending outbox entries to ClickHouse; reschedule itself while work remains."""
-    cache.delete(_scheduled_key(sink_name))
+def drain_outbox(sink_name: str, token: str | None = None) -> dict:
+    """
+    Send one sink's pending outbox entries to ClickHouse; reschedule itself while work remains.
+
+    Only the drain holding the schedule's token frees the schedule. A duplicate (a race between two
+    processes scheduling at once, or the sweep) drains only if the sink has not been drained within
+    its interval, so duplicates die out instead of multiplying.
+    """
+    key = _scheduled_key(sink_name)
+    if token is not None and cache.get(key) == token:
+        cache.delete(key)
+    elif _seconds_since_last_drain(sink_name) < delivery.drain_target(sink_name).drain_interval:
+        return {"sink": sink_name, "skipped": "drained recently; the scheduled drain will follow"}
     cache.set(_last_drain_key(sink_name), time.time(), timeout=3600)
     try:
         report = delivery.drain(sink_name)
@@ -135,10 +153,11 @@ def drain_outbox(sink_name: str) -> dict:
         # The LMS database itself failed (locked, restarting...). Nothing was acknowledged; try again soon.
         publish_drain(sink_name, outbox.backoff_seconds(1))
         raise
-    if report.next_run_in is not None and cache.add(
-        _scheduled_key(sink_name), 1, timeout=report.next_run_in + LOST_AFTER
-    ):
-        publish_drain(sink_name, max(report.next_run_in, next_drain_delay(sink_name)))
+    if report.next_run_in is not None:
+        delay = max(report.next_run_in, next_drain_delay(sink_name))
+        follow_up = _claim_schedule(sink_name, delay)
+        if follow_up:
+            publish_drain(sink_name, delay, follow_up)
     return {"sink": sink_name, "delivered": report.delivered, "retried": report.retried, "parked": report.parked}
 
 
@@ -165,9 +184,8 @@ def sweep() -> list[str]:
             sink_name
         ).drain_interval + LOST_AFTER
         delay = next_drain_delay(sink_name)
-        if (overdue or cache.add(_scheduled_key(sink_name), 1, timeout=delay + LOST_AFTER)) and publish_drain(
-            sink_name, 0 if overdue else delay
-        ):
+        token = None if overdue else _claim_schedule(sink_name, delay)
+        if (overdue or token) and publish_drain(sink_name, 0 if overdue else delay, token):
             woken.append(sink_name)
     return woken
 

@@ -164,8 +164,10 @@ def celery_broker(state: Path) -> dict[str, Any]:
     queue, control = broker / "queue", broker / "control"
     for folder in (queue, control):
         folder.mkdir(parents=True, exist_ok=True)
+    from devstack_tools import broker
+
     return {
-        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_BROKER_URL": broker.register(),
         "CELERY_BROKER_TRANSPORT_OPTIONS": {
             # One folder for both directions: every process both publishes and consumes.
             "data_folder_in": str(queue),
