@@ -1,0 +1,113 @@
+"""
+The statement queue in one LMS process: statements are recorded in the emitting transaction, inserted one
+INSERT per batch, and those ClickHouse rejects are parked in a bounded, listed, replayable dead-letter store.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from common.djangoapps.student.helpers import create_user
+from devstack_tools import learner_activity as activity
+from django.core.management import call_command
+from django.db import transaction
+from xapi_support import raw_rows
+from xmodule.modulestore.course_builder import create_course
+
+from aspects_sink import delivery
+from aspects_sink.models import XapiStatement
+from aspects_sink.xapi.store import SINK_NAME, raw_table
+
+
+@pytest.fixture
+def course(db):
+    return activity.CourseBlocks.of(create_course("StoreX", "Statements", "2026", "Statement store", blocks=60))
+
+
+@pytest.fixture
+def learners(db):
+    return [create_user(f"store{i}", f"store{i}@example.com", name=f"Store {i}") for i in range(3)]
+
+
+def do_a_round(course, learners) -> int:
+    return sum(activity.emit(learner, course, activity.round_of_events(learner, course)) for learner in learners)
+
+
+def drain(transport) -> delivery.DrainReport:
+    XapiStatement.objects.update(available_at=XapiStatement.objects.earliest("created").created)  # retries are due
+    return delivery.drain(SINK_NAME, transport, time_budget=float("inf"))
+
+
+def test_a_statement_is_recorded_with_the_request_that_emitted_it(course, learners):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        activity.emit(learners[0], course, activity.round_of_events(learners[0], course))
+        raise RuntimeError("the request fails")
+    assert not XapiStatement.objects.exists()  # rolled back with it
+
+    do_a_round(course, learners[:1])
+    assert XapiStatement.objects.count() == 5
+
+
+def test_statements_go_to_clickhouse_in_one_insert_per_batch(clickhouse, course, learners, settings):
+    settings.ASPECTS_SINK_XAPI_BATCH_SIZE = 10
+    do_a_round(course, learners)
+
+    report = drain(clickhouse)
+
+    assert (report.delivered, report.inserts) == (15, 2)
+    assert raw_rows(clickhouse) == 15
+    assert not XapiStatement.objects.exists()  # forgotten once ClickHouse acknowledged them
+    engine, partition_key, sorting_key = clickhouse.rows(
+        "SELECT engine, partition_key, sorting_key FROM system.tables WHERE database = 'xapi' AND name = {t:String}",
+        {"t": raw_table().name},
+    )[0]
+    assert (engine, partition_key, sorting_key) == (
+        "ReplacingMergeTree",
+        "toYYYYMM(emission_time)",
+        "emission_time, event_id",
+    )
+
+
+def test_only_the_events_asked_for_are_stored(course, learners, settings):
+    settings.ASPECTS_SINK_XAPI_EVENTS = [activity.PLAY_VIDEO, activity.PROBLEM_CHECK]
+    do_a_round(course, learners)
+    assert XapiStatement.objects.count() == 6
+
+
+def test_erbs_circuit_breaker_stops_statements(course, learners, settings):
+    settings.XAPI_EVENTS_ENABLED = False
+    do_a_round(course, learners)
+    assert not XapiStatement.objects.exists()
+
+
+def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
+    clickhouse, course, learners, settings, caplog
+):
+    settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
+    settings.ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS = 2
+    table = raw_table().qualified_name
+    clickhouse.command(f"ALTER TABLE {table} ADD CONSTRAINT no_video CHECK position(event, 'video/verbs') = 0")
+    do_a_round(course, learners)  # three video statements among fifteen
+
+    with caplog.at_level(logging.ERROR, logger="aspects_sink"):
+        report = drain(clickhouse)
+
+    assert (report.delivered, report.parked) == (12, 3)
+    assert raw_rows(clickhouse) == 12  # the others went through
+    dead = XapiStatement.objects.filter(state=XapiStatement.DEAD)
+    assert dead.count() == 2  # the bound: the oldest was evicted...
+    evicted = [record.getMessage() for record in caplog.records if "evicted the oldest" in record.getMessage()]
+    assert len(evicted) == 1 and "video/verbs" in evicted[0]  # ...and logged with its statement
+    assert all("no_video" in entry.last_error for entry in dead)
+
+    output = io.StringIO()
+    call_command("aspects_sink_dead_letters", "--sink", SINK_NAME, stdout=output)
+    listing = output.getvalue()
+    assert "2 dead letters." in listing and "no_video" in listing
+
+    clickhouse.command(f"ALTER TABLE {table} DROP CONSTRAINT no_video")
+    call_command("aspects_sink_dead_letters", "--replay", "--sink", SINK_NAME, stdout=io.StringIO())
+    assert drain(clickhouse).delivered == 2
+    assert raw_rows(clickhouse) == 14
