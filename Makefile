@@ -26,7 +26,9 @@ demo: $(VENV_STAMP) ## run the main job on embedded defaults: local ClickHouse, 
 	$(VENV)/bin/python devstack/demo.py
 
 test: $(VENV_STAMP) ## run the whole tox matrix (py311-django42, py312-django42, py312-django52, quality)
-	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox
+	# The environments run side by side: their tests mostly wait on processes, and each devstack has its
+	# own state directory, MariaDB database and Celery queue.
+	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 3 --parallel-live
 
 quality: $(VENV_STAMP) ## lint and format check
 	$(VENV)/bin/ruff check .

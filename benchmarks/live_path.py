@@ -1,13 +1,22 @@
 """
-Live-path benchmark: platform changes → outbox → one Celery worker → ClickHouse, measured end to end::
+Live-path benchmark: platform changes → one Celery worker → ClickHouse, measured end to end, for aspects-sink
+and then, under the same load, for the existing plugin (platform-plugin-aspects)::
 
     python benchmarks/live_path.py                         # SQLite LMS, embedded broker
     python benchmarks/live_path.py --db mysql --broker redis://127.0.0.1:6379/9
+    python benchmarks/live_path.py --skip-legacy           # aspects-sink only
+
+Each plugin runs on a devstack of its own (state directory, LMS database, ClickHouse endpoint), one after the
+other, so the two never compete for the CPUs; both are seeded the same way and share the broker URL.
 
 Load: ``--writers`` LMS processes save learner profiles, one transaction per change (as a request would),
 at ``--rate`` changes per second in total for ``--seconds``. Each change writes its own time into the
-profile; ClickHouse rows carry the time their batch was built (``time_last_dumped``), which gives the
-change-to-row latency of every row written. INSERTs are counted as distinct row versions (one per batch).
+profile (``goals``) and the writers log every change. A change is delivered when a row of its profile holding
+it (or a later change: a row holds the profile as it was read) is in ClickHouse; rows carry the time they were
+built (``time_last_dumped``), which gives every change's latency whether the plugin coalesces changes into
+batches (aspects-sink) or sends one task and one row per change (the existing plugin). INSERTs are counted as
+distinct ``dump_id`` values. Delivery is awaited until every change is delivered or ``--grace`` seconds after
+the load ended; what is missing then is the backlog, and the existing plugin's still-queued tasks are dropped.
 Then a CMS process publishes a 10,000-block course and the time until all its blocks are in ClickHouse is
 measured. Figures are printed; nothing here asserts a target.
 """
@@ -16,18 +25,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "devstack"))
 
-from processes import Devstack  # noqa: E402 - devstack/ must be importable first
+from backfill import Command  # noqa: E402 - devstack/ must be importable first
+from legacy_live import LegacyPlatform, legacy_python  # noqa: E402
+from processes import DEVSTACK_DIR, Devstack  # noqa: E402
 
 SETTINGS = {"ASPECTS_ENABLE_PII": True, "ASPECTS_SINK_SWEEP_INTERVAL_SECONDS": 30}
+COURSE_BLOCKS = 10_000
+COURSE_TIMEOUT = 180  # seconds from publish to all blocks in ClickHouse before giving up
+DUMPED = "toUnixTimestamp64Micro(parseDateTime64BestEffort(time_last_dumped, 6)) / 1e6"
 
 WRITER = """
 import random, time
@@ -36,101 +54,304 @@ from common.djangoapps.student.models import UserProfile
 
 profiles = list(UserProfile.objects.filter(user_id__gt=FIRST, user_id__lte=LAST))
 interval = 1.0 / RATE
-start = time.time()
-changes = 0
-while time.time() - start < SECONDS:
+started = time.time()
+changes = []
+while time.time() - started < SECONDS:
     profile = random.choice(profiles)
+    changed = time.time()
     with transaction.atomic():
-        profile.goals = repr(time.time())
+        profile.goals = repr(changed)
         profile.save(update_fields=["goals"])
-    changes += 1
-    ahead = start + changes * interval - time.time()
+    changes.append((profile.id, changed))
+    ahead = started + len(changes) * interval - time.time()
     if ahead > 0:
         time.sleep(ahead)
-result = {"changes": changes, "seconds": time.time() - start}
+result = {"changes": changes, "started": started, "ended": time.time()}
 """
 
-PUBLISH = """
+# Every edx-platform course has a grading policy; the existing plugin's course serializer needs one.
+PUBLISH = f"""
 import time
 from xmodule.modulestore.course_builder import create_course
 started = time.time()
-key = create_course("Bench", "Big", "2026", blocks=10000)
-result = {"course": str(key), "started": started, "publish_seconds": time.time() - started}
-"""
-
-PENDING = """
-from aspects_sink.models import OutboxEntry
-result = OutboxEntry.objects.filter(state="pending").count()
+key = create_course("Bench", "Big", "2026", blocks={COURSE_BLOCKS}, lowest_passing_grade=0.5)
+result = {{"course": str(key), "started": started, "publish_seconds": time.time() - started}}
 """
 
 
-def run_writers(devstack: Devstack, writers: int, rate: float, seconds: float, users: int) -> list[dict]:
-    """Start the writer processes together and collect what each did."""
-    share = users // writers
-    processes = []
-    for index in range(writers):
-        code = (
+class AspectsSink:
+    """The devstack as this project runs it: aspects-sink loaded, ``manage.py`` processes, the harness' worker."""
+
+    name = "aspects-sink"
+    database = "event_sink"
+    # Its backlog is its outbox, platform data its worker keeps delivering: nothing to drop after the load.
+    purge_after_load = False
+
+    def __init__(self, devstack: Devstack):
+        self.devstack = devstack
+        self.worker_log: Path | None = None
+
+    def django(self, service: str, *args: str) -> Command:
+        """A Django management command in an LMS or CMS process of this platform."""
+        return Command(
+            [sys.executable, str(DEVSTACK_DIR / "manage.py"), service, *args], self.devstack.env(), REPO_ROOT
+        )
+
+    def celery(self, *args: str) -> Command:
+        """A Celery command on the LMS's app."""
+        env = {**self.devstack.env(), "DJANGO_SETTINGS_MODULE": "lms.envs.devstack"}
+        return Command([sys.executable, "-m", "celery", "-A", "lms.celery", *args], env, DEVSTACK_DIR)
+
+    def start_delivery(self) -> None:
+        """One worker, started by the harness (the tables were created when the devstack started)."""
+        self.worker_log = self.devstack.start_worker().log_path
+
+
+Platform = AspectsSink | LegacyPlatform
+
+
+@dataclass(frozen=True)
+class LoadFigures:
+    """What one plugin made of the load, from the writers' change log and the rows in ClickHouse."""
+
+    changes: int
+    load_seconds: float  # first change to last change
+    latencies: list[float]  # of the delivered changes, sorted
+    undelivered_floor: float  # the least any undelivered change has waited at the cut-off
+    delivery_seconds: float  # load start to the row that delivered the last change
+    rows: int
+    inserts: int
+    rows_seconds: float  # load start to the last row
+
+    @property
+    def delivered(self) -> int:
+        return len(self.latencies)
+
+    def latency(self, quantile: float) -> tuple[float | None, str]:
+        """A latency quantile over all changes; a lower bound when it falls among the undelivered ones."""
+        index = max(math.ceil(quantile * self.changes) - 1, 0)
+        if index < self.delivered:
+            return self.latencies[index], f"{self.latencies[index]:.2f}"
+        return None, f"> {self.undelivered_floor:.0f}"
+
+
+@dataclass(frozen=True)
+class CourseFigures:
+    """The 10,000-block course: its publish, and when all its blocks were in ClickHouse (None: not in time)."""
+
+    publish_seconds: float
+    in_clickhouse_after: float | None
+
+
+def run(command: Command, timeout: float = 600) -> str:
+    """Run a command to its end and return what it printed; fail with its error output."""
+    result = subprocess.run(
+        command.argv, env=command.env, cwd=command.cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command.argv[:6])} exited {result.returncode}:\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def shell(platform: Platform, service: str, code: str) -> subprocess.Popen:
+    """Start Python code in an LMS or CMS process (Django set up); it prints what it assigns to ``result``."""
+    command = platform.django(service, "shell", "-c", f"{code}\nimport json\nprint('@@' + json.dumps(result))")
+    return subprocess.Popen(
+        command.argv, env=command.env, cwd=command.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def result_of(process: subprocess.Popen, timeout: float) -> Any:
+    """What a :func:`shell` process assigned to ``result``."""
+    output, errors = process.communicate(timeout=timeout)
+    if process.returncode:
+        raise RuntimeError(f"shell exited {process.returncode}:\n{errors[-4000:]}")
+    return json.loads(output[output.rfind("@@") + 2 :])
+
+
+def prepare(platform: Platform, users: int) -> None:
+    """
+    Empty the broker queue (a Redis broker outlives runs), seed learners and a course the same way for both
+    plugins, then start the plugin's delivery.
+    """
+    run(platform.celery("purge", "--force"))
+    run(platform.django("lms", "seed_devstack", "--users", str(users), "--courses", "1"))
+    platform.start_delivery()
+
+
+def run_writers(platform: Platform, options) -> list[dict]:
+    """Start the writer processes together, each on its own share of the learners, and collect their logs."""
+    share = options.users // options.writers
+    processes = [
+        shell(
+            platform,
+            "lms",
             WRITER.replace("FIRST", str(index * share))
             .replace("LAST", str((index + 1) * share))
-            .replace("RATE", str(rate / writers))
-            .replace("SECONDS", str(seconds))
+            .replace("RATE", str(options.rate / options.writers))
+            .replace("SECONDS", str(options.seconds)),
         )
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, str(REPO_ROOT / "devstack" / "manage.py"), "lms", "shell", "-c",
-                 code + "\nimport json\nprint('@@' + json.dumps(result))"],
-                env=devstack.env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            )
-        )  # fmt: skip
-    results = []
-    for process in processes:
-        output, _ = process.communicate(timeout=seconds + 300)
-        results.append(json.loads(output[output.rfind("@@") + 2 :]))
-    return results
+        for index in range(options.writers)
+    ]
+    return [result_of(process, timeout=options.seconds + 300) for process in processes]
 
 
-def measure_changes(devstack: Devstack, options) -> dict:
-    load_started = time.time()
-    results = run_writers(devstack, options.writers, options.rate, options.seconds, options.users)
-    changes = sum(result["changes"] for result in results)
-    generated_seconds = max(result["seconds"] for result in results)
-    devstack.wait_for(lambda: devstack.run_python("lms", PENDING) == 0, timeout=600, interval=1, what="empty outbox")
-    client = devstack.clickhouse_client()
-    row = client.query(
-        """
-        SELECT count(), uniqExact(version),
-               quantile(0.5)(parseDateTime64BestEffort(time_last_dumped, 6) - toFloat64(goals)),
-               quantile(0.95)(parseDateTime64BestEffort(time_last_dumped, 6) - toFloat64(goals)),
-               max(toFloat64(goals)), max(toFloat64(parseDateTime64BestEffort(time_last_dumped, 6)))
-        FROM user_profile WHERE goals != '' AND toFloat64(goals) >= {start:Float64}
-        """,
-        parameters={"start": load_started},
-    ).result_rows[0]
-    rows, inserts, p50, p95, _last_change, last_row = row
-    return {
-        "changes": changes,
-        "changes_per_second": changes / generated_seconds,
-        "rows": rows,
-        "inserts": inserts,
-        "inserts_per_second": inserts / (last_row - load_started),
-        "rows_per_insert": rows / max(inserts, 1),
-        "p50": float(p50),
-        "p95": float(p95),
-        "delivered_per_second": changes / (last_row - load_started),
-    }
+def wait_for_delivery(client, changes: list[tuple[int, float]], load_started: float, deadline: float) -> float:
+    """
+    Poll ClickHouse until every profile's last change is in it, or until ``deadline``; return that moment
+    (the cut-off: rows built later are not counted).
+    """
+    last_change: dict[int, float] = {}
+    for profile_id, changed in changes:
+        last_change[profile_id] = max(changed, last_change.get(profile_id, 0.0))
+    while True:
+        newest = dict(
+            client.query(
+                "SELECT id, argMax(goals, toFloat64OrZero(goals)) FROM user_profile "
+                "WHERE toFloat64OrZero(goals) >= {start:Float64} GROUP BY id",
+                parameters={"start": load_started},
+            ).result_rows
+        )
+        if all(float(newest.get(profile_id, 0)) >= changed for profile_id, changed in last_change.items()):
+            return time.time()
+        if time.time() >= deadline:
+            return deadline
+        time.sleep(1)
 
 
-def measure_course(devstack: Devstack) -> dict:
-    published = devstack.run_python("cms", PUBLISH)
-    client = devstack.clickhouse_client()
+def arrivals(changes: list[tuple[int, float]], rows: list[tuple[int, float, float]]) -> list[float | None]:
+    """
+    When each change reached ClickHouse: the time of the first row of its profile (in the order rows were
+    built) holding it or a later change; None if there is none.
+    """
+    by_profile: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for profile_id, goals, dumped in sorted(rows, key=lambda row: row[2]):
+        by_profile[profile_id].append((dumped, goals))
+    return [
+        next((dumped for dumped, goals in by_profile[profile_id] if goals >= changed), None)
+        for profile_id, changed in changes
+    ]
+
+
+def measure_changes(platform: Platform, options) -> LoadFigures:
+    """Run the load, wait for its delivery (up to the grace period), and read what arrived."""
+    results = run_writers(platform, options)
+    changes = [(profile_id, changed) for result in results for profile_id, changed in result["changes"]]
+    started = min(result["started"] for result in results)
+    ended = max(result["ended"] for result in results)
+    client = platform.devstack.clickhouse_client(database=platform.database)
+    cutoff = wait_for_delivery(client, changes, started, deadline=ended + options.grace)
+    rows = client.query(
+        f"SELECT id, goals, {DUMPED} AS dumped, dump_id FROM user_profile "
+        "WHERE toFloat64OrZero(goals) >= {start:Float64} AND dumped <= {cutoff:Float64}",
+        parameters={"start": started, "cutoff": cutoff},
+    ).result_rows
+    arrived = arrivals(changes, [(profile_id, float(goals), dumped) for profile_id, goals, dumped, _ in rows])
+    delivered = [(at, changed) for at, (_, changed) in zip(arrived, changes) if at is not None]
+    waiting = [changed for at, (_, changed) in zip(arrived, changes) if at is None]
+    return LoadFigures(
+        changes=len(changes),
+        load_seconds=max(changed for _, changed in changes) - started,
+        latencies=sorted(at - changed for at, changed in delivered),
+        undelivered_floor=cutoff - max(waiting, default=cutoff),
+        delivery_seconds=max((at for at, _ in delivered), default=started) - started,
+        rows=len(rows),
+        inserts=len({row[3] for row in rows}),
+        rows_seconds=max((row[2] for row in rows), default=started) - started,
+    )
+
+
+def measure_course(platform: Platform) -> CourseFigures:
+    """Publish the big course from a CMS process and wait until all its blocks are in ClickHouse."""
+    published = result_of(shell(platform, "cms", PUBLISH), timeout=600)
+    client = platform.devstack.clickhouse_client(database=platform.database)
 
     def blocks() -> int:
         return client.command(
             "SELECT count() FROM course_blocks WHERE course_key = {c:String}", parameters={"c": published["course"]}
         )
 
-    devstack.wait_for(lambda: blocks() >= 10000, timeout=120, interval=0.05, what="10,000 blocks")
-    return {"publish_seconds": published["publish_seconds"], "in_clickhouse_after": time.time() - published["started"]}
+    try:
+        platform.devstack.wait_for(
+            lambda: blocks() >= COURSE_BLOCKS, timeout=COURSE_TIMEOUT, interval=0.05, what="10,000 blocks"
+        )
+    except TimeoutError:
+        return CourseFigures(published["publish_seconds"], None)
+    return CourseFigures(published["publish_seconds"], time.time() - published["started"])
+
+
+def worker_errors(platform: Platform) -> int:
+    """Error lines in the plugin's worker log: failed tasks, refused messages."""
+    return sum(" ERROR/" in line for line in platform.worker_log.read_text(errors="replace").splitlines())
+
+
+def cell(value: float, spec: str) -> tuple[float, str]:
+    """A table cell: the value (for the ratio) and how it is printed."""
+    return value, format(value, spec)
+
+
+def benchmark(platform: Platform, options) -> dict[str, tuple[float | None, str]]:
+    """One plugin's figures, as table cells: label → (value, as printed)."""
+    with platform.devstack:
+        print(f"[{platform.name}] seeding {options.users:,} learners, starting the worker", flush=True)
+        prepare(platform, options.users)
+        print(f"[{platform.name}] {options.seconds:.0f}s of load, then up to {options.grace:.0f}s for delivery")
+        load = measure_changes(platform, options)
+        if platform.purge_after_load:
+            run(platform.celery("purge", "--force"))
+        print(f"[{platform.name}] publishing the {COURSE_BLOCKS:,}-block course", flush=True)
+        course = measure_course(platform)
+    in_clickhouse = course.in_clickhouse_after
+    return {
+        "changes made": cell(load.changes, ","),
+        "  per second": cell(load.changes / load.load_seconds, ",.0f"),
+        "changes delivered": cell(load.delivered, ","),
+        "  per second (load start → last)": cell(load.delivered / max(load.delivery_seconds, 1e-9), ",.0f"),
+        "backlog at cut-off (changes)": cell(load.changes - load.delivered, ","),
+        "user_profile rows": cell(load.rows, ","),
+        "user_profile INSERTs per second": cell(load.inserts / max(load.rows_seconds, 1e-9), ",.2f"),
+        "rows per INSERT": cell(load.rows / max(load.inserts, 1), ",.1f"),
+        "change → row latency p50 (s)": load.latency(0.5),
+        "change → row latency p95 (s)": load.latency(0.95),
+        "course publish (s)": cell(course.publish_seconds, ".2f"),
+        f"publish → {COURSE_BLOCKS:,} blocks in ClickHouse (s)": (
+            cell(in_clickhouse, ".2f") if in_clickhouse is not None else (None, f"> {COURSE_TIMEOUT}")
+        ),
+        "worker log errors": cell(worker_errors(platform), "d"),
+    }
+
+
+def print_table(columns: dict[str, dict[str, tuple[float | None, str]]]) -> None:
+    """Metric | one column per plugin | the first plugin's value divided by the second's."""
+    names = list(columns)
+    compare = len(names) == 2
+    header = ["metric", *names, *(["ratio"] if compare else [])]
+    lines = []
+    for metric in columns[names[0]]:
+        cells = [columns[name][metric] for name in names]
+        line = [metric, *(text for _, text in cells)]
+        if compare:
+            (ours, _), (theirs, _) = cells
+            line.append(f"{ours / theirs:.2f}×" if ours is not None and theirs else "—")
+        lines.append(line)
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    for line in [header, None, *lines]:
+        if line is None:
+            print("-+-".join("-" * width for width in widths))
+        else:
+            print(" | ".join([line[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(line[1:], widths[1:]))]))
+
+
+def new_devstack(state_dir: Path, options, mysql_database: str) -> Devstack:
+    """A devstack from scratch in ``state_dir`` (on MariaDB, in ``mysql_database``)."""
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return Devstack(
+        state_dir,
+        settings=SETTINGS,
+        broker_url=options.broker,
+        database=options.db,
+        mysql_database=mysql_database if options.db == "mysql" else None,
+    )
 
 
 def main() -> None:
@@ -139,33 +360,27 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=600, help="changes per second, all writers together")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--writers", type=int, default=2)
+    parser.add_argument("--grace", type=float, default=30, help="seconds after the load to wait for delivery")
     parser.add_argument("--db", choices=("sqlite", "mysql"), default="sqlite")
     parser.add_argument("--broker", help="a Celery broker URL (default: the embedded filesystem broker)")
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".benchmarks" / "live")
+    parser.add_argument("--skip-legacy", action="store_true", help="measure aspects-sink only")
     options = parser.parse_args()
 
-    shutil.rmtree(options.state_dir, ignore_errors=True)
-    devstack = Devstack(
-        options.state_dir,
-        settings=SETTINGS,
-        broker_url=options.broker,
-        database=options.db,
-        mysql_database="aspects_bench_live" if options.db == "mysql" else None,
-    )
-    with devstack:
-        devstack.manage("lms", "seed_devstack", "--users", str(options.users), "--courses", "1")
-        devstack.start_worker()
-        changes = measure_changes(devstack, options)
-        course = measure_course(devstack)
+    python = None if options.skip_legacy else legacy_python()
+    ours = AspectsSink(new_devstack(options.state_dir, options, "aspects_bench_live"))
+    columns = {ours.name: benchmark(ours, options)}
+    if python:
+        state_dir = options.state_dir.with_name(f"{options.state_dir.name}-legacy")
+        legacy = LegacyPlatform(new_devstack(state_dir, options, "aspects_bench_live_legacy"), python)
+        columns[legacy.name] = benchmark(legacy, options)
 
-    print(f"\nLive path, one worker, {options.db}, {options.writers} writers, {options.seconds:.0f}s of load")
-    print(f"  changes made           {changes['changes']:>10,}  ({changes['changes_per_second']:,.0f}/s)")
-    print(f"  delivered              {changes['delivered_per_second']:>10,.0f} changes/s (start of load → last row)")
-    print(f"  user_profile INSERTs   {changes['inserts']:>10,}  ({changes['inserts_per_second']:.2f}/s, "
-          f"{changes['rows_per_insert']:,.0f} rows each)")  # fmt: skip
-    print(f"  change → row latency   p50 {changes['p50']:.2f}s   p95 {changes['p95']:.2f}s")
-    print(f"  10,000-block course    published in {course['publish_seconds']:.2f}s, "
-          f"all blocks in ClickHouse {course['in_clickhouse_after']:.2f}s after publish started")  # fmt: skip
+    print(
+        f"\nLive path, one worker each, {options.db}, broker {options.broker or 'embedded (filesystem)'}, "
+        f"{options.writers} writers at {options.rate:,.0f} changes/s for {options.seconds:.0f}s, "
+        f"{options.grace:.0f}s grace"
+    )
+    print_table(columns)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ Environment variables read here:
 ``DEVSTACK_DB``
     ``mysql`` selects MariaDB/MySQL (``DEVSTACK_MYSQL_HOST``, default 127.0.0.1; ``DEVSTACK_MYSQL_DB``,
     default ``aspects_devstack``; user root without password). Anything else: SQLite.
+``DEVSTACK_CELERY_QUEUE``
+    The Celery queue tasks are sent to and workers consume (default ``celery``).
 ``DEVSTACK_BROKER_URL``
     A Celery broker URL (e.g. ``redis://127.0.0.1:6379/0``). Unset: kombu's filesystem transport under
     ``<state>/broker``, which needs no server.
@@ -229,6 +231,8 @@ def shared_settings(service: str) -> dict[str, Any]:
         "RETIRED_EMAIL_FMT": "retired__user_{}@retired.invalid",
         "RETIRED_USER_SALTS": ["abc", "123"],
         "CELERY_TASK_IGNORE_RESULT": True,
+        # Devstacks sharing one Redis (parallel test runs) each get a queue of their own.
+        "CELERY_TASK_DEFAULT_QUEUE": os.environ.get("DEVSTACK_CELERY_QUEUE", "celery"),
         "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
         **state_settings(state_dir()),
     }

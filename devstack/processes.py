@@ -10,6 +10,7 @@ in a separate LMS/CMS process through ``manage.py <service> shell``, never in th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -116,6 +117,8 @@ class Devstack:
                 "ASPECTS_SINK_CLICKHOUSE_USERNAME": CLICKHOUSE_USER,
                 "ASPECTS_SINK_CLICKHOUSE_PASSWORD": CLICKHOUSE_PASSWORD,
                 "PYTHONUNBUFFERED": "1",
+                # A queue of its own, so devstacks sharing a Redis broker never take each other's tasks.
+                "DEVSTACK_CELERY_QUEUE": f"devstack-{hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]}",
             }
         )
         env.pop("DJANGO_SETTINGS_MODULE", None)
