@@ -42,7 +42,7 @@ ERB_ROUTERS = {
     ),
 }
 PER_EVENT_TASK_ENGINE = "eventtracking.backends.async_routing.AsyncRoutingBackend"
-IN_PROCESS_ENGINE = "eventtracking.backends.routing.RoutingBackend"
+IN_PROCESS_ENGINE = "aspects_sink.xapi.backend.InProcessRoutingBackend"
 
 
 def route_xapi_to_clickhouse(config: Any) -> bool:

@@ -17,7 +17,7 @@ from eventtracking import tracker
 from aspects_sink.settings import common as aspects_common
 from aspects_sink.settings import production as aspects_production
 from aspects_sink.xapi import routing
-from aspects_sink.xapi.backend import ClickHouseRouting
+from aspects_sink.xapi.backend import ClickHouseRouting, InProcessRoutingBackend
 
 ERB_FIRST = ((erb_common, aspects_common), (erb_production, aspects_production))
 ASPECTS_FIRST = ((aspects_common, erb_common), (aspects_production, erb_production))
@@ -114,4 +114,4 @@ def test_the_tracker_of_this_process_was_rebuilt_with_the_clickhouse_router():
     """event-tracking built its tracker before aspects-sink's ready(); it has been rebuilt since."""
     backend = tracker.get_tracker().backends[routing.TRANSFORMER_BACKEND]
     assert isinstance(backend.backends["xapi"], ClickHouseRouting)
-    assert type(backend).__name__ == "RoutingBackend"
+    assert isinstance(backend, InProcessRoutingBackend)
