@@ -152,7 +152,10 @@ class ObjectBackfill:
         limit = self.parameters["limit"]
         for checkpoint in ranges:
             remaining = None if limit is None else max(limit - checkpoint.row.rows - checkpoint.row.failed, 0)
-            for page in self.source.pages(self.options.batch_size, checkpoint.after, checkpoint.up_to, limit=remaining):
+            pages = self.source.pages(
+                self.options.batch_size, checkpoint.after, checkpoint.up_to, limit=remaining, with_rows=False
+            )
+            for page in pages:
                 self.report.rows += len(page.keys)
                 self.report.skipped += page.skipped
         self.report.note = "dry run: nothing written"

@@ -69,12 +69,15 @@ def dump_range(
     pages = source.pages(
         batch_size, checkpoint.after, checkpoint.up_to, limit=remaining, pause=lambda: time.sleep(sleep_time)
     )
-    for page in pages:
+    while True:
+        stamp = Stamp(version=outbox.allocate_version())  # before the page's rows are read: ADR 0002
+        page = next(pages, None)
+        if page is None:
+            break
         batch = Tally(skipped=page.skipped)
         if page.keys:
-            stamp = Stamp(version=outbox.allocate_version())
             span = (page.start, page.last) if page.whole_range else None
-            _send(source, transport, page.keys, stamp, span=span, tally=batch)
+            _send(source, transport, page.keys, stamp, span=span, rows=page.rows, tally=batch)
         checkpoint.acknowledge(
             page.last,
             rows=batch.rows,
@@ -97,10 +100,11 @@ def _send(
     *,
     span: tuple[Any, Any] | None,
     tally: Tally,
+    rows: dict[str, Sequence] | None = None,
 ) -> None:
     """Insert the rows of ``keys``; on a rejection, split until the objects at fault are isolated."""
     try:
-        batches = source.writes(keys, stamp, span)
+        batches = source.writes(keys, stamp, span, rows)
         for batch in batches:
             transport.insert(batch)
     except (ClickHouseRejected, SerializationError) as error:

@@ -39,13 +39,15 @@ class Page:
     """
     Keys read in one step, after ``start`` up to and including ``last``. ``keys`` are those to dump;
     ``examined`` counts every key read, so ``examined - len(keys)`` were skipped as unchanged. When no key
-    was skipped the page is a whole range, which one range query reads.
+    was skipped the page is a whole range, which one range query reads. ``rows`` holds the page's rows as
+    the sink's ``fetch`` returns them when the query that found the keys read the rows too.
     """
 
     start: Any
     last: Any
     keys: list
     examined: int
+    rows: dict[str, Sequence] | None = None
 
     @property
     def whole_range(self) -> bool:
@@ -129,6 +131,13 @@ class BackfillSource:
         self.ids_to_skip = self.parse_keys(ids_to_skip)
         self.change_tracking = ChangeTracking.of(sink, self.pk.name) if only_changed else None
         self.batch_limit = FAN_OUT_BATCH_SIZE if len(sink.tables()) > 1 else None
+        # A sink serialized from its rows alone, whose columns include the primary key, reads a page's keys
+        # and rows with one query; for the others the keys come first, then their rows or writes.
+        self.key_source = self._pk_source() if not self.keyed_by_pk and self.change_tracking is None else None
+
+    def _pk_source(self) -> str | None:
+        sources = (source for column in self.sink.columns for source in column.sources)
+        return next((source for source in sources if source in ("pk", self.pk.name)), None)
 
     @property
     def name(self) -> str:
@@ -194,43 +203,71 @@ class BackfillSource:
         *,
         limit: int | None = None,
         pause: Callable[[], None] | None = None,
+        with_rows: bool = True,
     ) -> Iterator[Page]:
         """
         Pages of at most ``batch_size`` keys to dump, in key order, until ``up_to`` or until ``limit`` keys
         have been given; ``pause`` runs between two reads (``--sleep_time``). A page cut short by the limit
-        ends at its last key, so a checkpoint taken after it leaves the rest for later.
+        ends at its last key, so a checkpoint taken after it leaves the rest for later. Each page is read
+        when asked for, so a row version taken before asking is older than the rows (ADR 0002).
+        ``with_rows=False`` reads keys only, even where one query could read the rows along.
         """
         size = min(batch_size, self.batch_limit or batch_size)
-        tracking = self.change_tracking
-        fields = ("pk", tracking.model_field) if tracking else ("pk",)
+        read_page = self._rows_page if with_rows and self.key_source else self._keys_page
         remaining = limit
         while remaining is None or remaining > 0:
-            read = list(self.between(after, up_to).values_list(*fields)[:size])
-            if not read:
+            page = read_page(after, up_to, size, remaining)
+            if page is None:
                 return
-            keys = [row[0] for row in read if not tracking or tracking.changed(*row)]
-            examined = len(read)
-            if remaining is not None and len(keys) >= remaining:
-                keys = keys[:remaining]
-                examined = next(i for i, row in enumerate(read, start=1) if row[0] == keys[-1])
-            page = Page(start=after, last=read[examined - 1][0], keys=keys, examined=examined)
             if remaining is not None:
-                remaining -= len(keys)
+                remaining -= len(page.keys)
             yield page
-            if len(read) < size or remaining == 0:
+            if page.examined < size or remaining == 0:
                 return
             after = page.last
             if pause:
                 pause()
 
-    def writes(self, keys: Sequence, stamp: Stamp, span: tuple[Any, Any] | None = None) -> list[ColumnBatch]:
+    def _rows_page(self, after: Any, up_to: Any, size: int, remaining: int | None) -> Page | None:
+        rows = self.sink.fetch(self.between(after, up_to)[:size])
+        keys = list(rows[self.key_source])
+        if not keys:
+            return None
+        if remaining is not None and len(keys) > remaining:
+            keys = keys[:remaining]
+            rows = {source: values[:remaining] for source, values in rows.items()}
+        return Page(start=after, last=keys[-1], keys=keys, examined=len(keys), rows=rows)
+
+    def _keys_page(self, after: Any, up_to: Any, size: int, remaining: int | None) -> Page | None:
+        tracking = self.change_tracking
+        fields = ("pk", tracking.model_field) if tracking else ("pk",)
+        read = list(self.between(after, up_to).values_list(*fields)[:size])
+        if not read:
+            return None
+        keys = [row[0] for row in read if not tracking or tracking.changed(*row)]
+        examined = len(read)
+        if remaining is not None and len(keys) >= remaining:
+            keys = keys[:remaining]
+            examined = next(i for i, row in enumerate(read, start=1) if row[0] == keys[-1])
+        return Page(start=after, last=read[examined - 1][0], keys=keys, examined=examined)
+
+    def writes(
+        self,
+        keys: Sequence,
+        stamp: Stamp,
+        span: tuple[Any, Any] | None = None,
+        rows: dict[str, Sequence] | None = None,
+    ) -> list[ColumnBatch]:
         """
-        The rows for these objects, read by range when ``span`` (exclusive start, inclusive end) holds
-        exactly them. The sink's own table comes last: it is the table a later run reads to learn what is
-        already there, so it must not claim an object whose other rows did not arrive.
+        The rows for these objects: from ``rows`` when the page read them already, else read by range when
+        ``span`` (exclusive start, inclusive end) holds exactly these objects, else by key. The sink's own
+        table comes last: it is the table a later run reads to learn what is already there, so it must not
+        claim an object whose other rows did not arrive.
         """
         if self.keyed_by_pk:
             batches = list(self.sink.writes_for(list(keys), stamp))
+        elif rows is not None:
+            batches = [self.sink.serialize_fetched(rows, stamp)]
         else:
             queryset = self.between(*span) if span else self.queryset().filter(pk__in=list(keys))
             batches = [self.sink.serialize(queryset, stamp)]
