@@ -29,17 +29,19 @@ def statements_wanted(event_name: str) -> bool:
 
 class ClickHouseRouting:
     """
-    Mixed into ERB's routers. ``process_event`` (ERB's) runs the processors; an event they drop or cannot
-    transform yields no statement. A failure propagates to event-tracking, which logs it with the event
-    name; the savepoint keeps it from breaking the emitting request's transaction.
+    Mixed into ERB's routers. ``process_event`` (ERB's) runs the processors: an event outside the
+    allow-list, or without a transformer, yields no statement; a transformation that fails raises to
+    event-tracking, which logs it with the event's name. The INSERT has a savepoint of its own: its
+    failure cannot break the emitting request's transaction.
     """
 
     backend_name: str
 
     def send(self, event: dict) -> None:
         if settings.ASPECTS_SINK_XAPI_ENABLED and statements_wanted(event.get("name", "")):
+            statements = self.process_event(event)
             with transaction.atomic():
-                store.record(self.process_event(event))
+                store.record(statements)
         if RouterConfiguration.get_enabled_routers(self.backend_name):
             super().send(event)
 
