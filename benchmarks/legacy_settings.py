@@ -1,11 +1,14 @@
 """
-Settings for running platform-plugin-aspects (the existing plugin) on the stand-in LMS, for the backfill
-benchmark. Used only from its own virtualenv (``.benchmarks/legacy-py3.X``), where aspects-sink is not
-installed, so the one plugin app loaded from the ``lms.djangoapp`` entry point is the existing plugin.
+Settings for running platform-plugin-aspects (the existing plugin) on the stand-in LMS or CMS, for the
+backfill and live-path benchmarks. Used only from its own virtualenv (``.benchmarks/legacy-py3.X``), where
+aspects-sink is not installed, so the one plugin app loaded from the ``<service>.djangoapp`` entry point is
+the existing plugin. The service is ``SERVICE_VARIANT`` (default ``lms``): its course publish receiver is
+connected in the CMS only, as in edx-platform.
 
-It layers as ``lms.envs.common`` does, with one addition edx-platform has and the devstack does not:
-``MAKO_TEMPLATE_DIRS_BASE``, which the existing plugin's settings append to. The ClickHouse connection
-comes from the environment the benchmark sets (the devstack endpoint, database ``event_sink_legacy``).
+It layers as ``lms.envs.common`` does, with two additions edx-platform has and the devstack does not:
+``MAKO_TEMPLATE_DIRS_BASE``, which the existing plugin's settings append to, and ``FEATURES``, which its
+course dump task reads (``CUSTOM_COURSES_EDX``). The ClickHouse connection comes from the environment the
+benchmark sets (the devstack endpoint, database ``event_sink_legacy``).
 """
 
 import os
@@ -13,13 +16,15 @@ import os
 import devstack_settings
 from edx_django_utils.plugins import add_plugins, get_plugin_apps
 
-globals().update(devstack_settings.shared_settings("lms"))
+SERVICE = os.environ.get("SERVICE_VARIANT", "lms")
+globals().update(devstack_settings.shared_settings(SERVICE))
 
 MAKO_TEMPLATE_DIRS_BASE = []
+FEATURES = {}  # edx-platform's feature flags, all at their defaults (off)
 INSTALLED_APPS = devstack_settings.platform_apps()
-INSTALLED_APPS.extend(get_plugin_apps("lms.djangoapp"))
+INSTALLED_APPS.extend(get_plugin_apps(f"{SERVICE}.djangoapp"))
 
-add_plugins(__name__, "lms.djangoapp", "common")
+add_plugins(__name__, f"{SERVICE}.djangoapp", "common")
 
 EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG = {
     "url": os.environ["ASPECTS_SINK_CLICKHOUSE_URL"],
