@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +45,8 @@ from common.djangoapps.student.helpers import create_user
 from openedx.core.djangoapps.external_user_ids.models import ExternalId
 from xmodule.modulestore.course_builder import create_course
 
-course = create_course("BenchX", "Xapi", "2026", "xAPI benchmark", blocks=60)
-learners = [create_user(f"bench{i}", f"bench{i}@example.com", name=f"Bench {i}") for i in range(LEARNERS)]
+course = create_course("BenchX", "Xapi", RUN, "xAPI benchmark", blocks=60)
+learners = [create_user(f"b{RUN}_{i}", f"b{RUN}_{i}@example.com", name=f"Bench {i}") for i in range(LEARNERS)]
 for learner in learners:
     ExternalId.add_new_user_id(learner, "xapi")  # as registration does; first events then create nothing
 result = {"course": str(course), "usernames": [learner.username for learner in learners]}
@@ -77,7 +78,8 @@ class Bench:
     def __init__(self, devstack: Devstack, options):
         self.devstack = devstack
         self.options = options
-        setup = devstack.run_python("lms", SETUP.replace("LEARNERS", str(options.learners)))
+        run = repr(uuid.uuid4().hex[:8])  # a MySQL LMS database outlives the state directory: new names each run
+        setup = devstack.run_python("lms", SETUP.replace("LEARNERS", str(options.learners)).replace("RUN", run))
         self.course, self.usernames = setup["course"], setup["usernames"]
         self.rounds = max(options.events // (options.learners * 5), 1)
         self.client = devstack.clickhouse_client()
@@ -145,18 +147,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def drop_mysql_database() -> None:
-    """Every run starts from an empty LMS database, as it does from an empty state directory."""
-    import pymysql
-
-    connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{MYSQL_DATABASE}`")
-    finally:
-        connection.close()
-
-
 def report(options, live: dict, backlog: dict, final: int, raw: int) -> None:
     load = live["load"]
     emit_seconds, total_seconds = load.finished - load.started, live["arrived"] - load.started
@@ -199,8 +189,6 @@ def main() -> None:
         parser.error("--emitters above 1 needs --db mysql: SQLite fails overlapping writers instead of queueing them")
 
     shutil.rmtree(options.state_dir, ignore_errors=True)
-    if options.db == "mysql":
-        drop_mysql_database()
     devstack = Devstack(
         options.state_dir,
         settings=SETTINGS,

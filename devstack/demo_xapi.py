@@ -35,8 +35,6 @@ def count_statements(devstack: Devstack) -> int:
 
 def statements_by_verb(devstack: Devstack) -> dict[str, int]:
     """How many statements of each verb ClickHouse holds, for a short table in the demo's output."""
-    rows = devstack.clickhouse_client().query(
-        f"SELECT JSONExtractString(event, 'verb', 'display', 'en') AS verb, count() FROM {RAW_TABLE} FINAL "
-        "GROUP BY verb ORDER BY verb"
-    ).result_rows
-    return dict(rows)
+    verbs = "SELECT JSONExtractString(event, 'verb', 'display', 'en') AS verb, count()"
+    query = f"{verbs} FROM {RAW_TABLE} FINAL GROUP BY verb ORDER BY verb"
+    return dict(devstack.clickhouse_client().query(query).result_rows)
