@@ -35,9 +35,11 @@ from processes import Devstack  # noqa: E402 - devstack/ must be importable firs
 
 LEGACY_VERSION = {(3, 12): "2.1.0", (3, 11): "1.1.2"}[sys.version_info[:2]]
 LEGACY_DATABASE = "event_sink_legacy"
-# What the stand-in LMS needs besides the plugin, at the versions this project's environment runs.
+# What the stand-in LMS needs besides the plugin, at the versions this project's environment runs
+# (edx-platform ships event-routing-backends, and aspects-sink's xAPI path uses it).
 DEVSTACK_PACKAGES = (
     "Django",
+    "edx-event-routing-backends",
     "edx-opaque-keys",
     "django-model-utils",
     "event-tracking",
