@@ -7,8 +7,8 @@ Celery worker::
 
 Load: learners of one course do rounds of realistic activity (enrollment, navigation, video, problem check,
 subsection grade; ``devstack_tools.learner_activity``), each event emitted with ``eventtracking.tracker.emit``
-in its own transaction, one request each, as fast as ``--emitters`` LMS processes can (SQLite takes one: its
-writers fail rather than wait when transactions overlap). Two figures:
+in its own transaction, one request each, as fast as ``--emitters`` LMS processes can (SQLite takes one: it
+runs one writing transaction at a time, so more would only queue). Two figures:
 
 * live: from the first emit to the moment ClickHouse holds every statement (polled every 50 ms), the worker
   draining while events are emitted. It includes ERB's transformation in the emitting processes;
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".benchmarks" / "xapi")
     options = parser.parse_args()
     if options.emitters > 1 and options.db != "mysql":
-        parser.error("--emitters above 1 needs --db mysql: SQLite fails overlapping writers instead of queueing them")
+        parser.error("--emitters above 1 needs --db mysql: SQLite runs one writing transaction at a time")
 
     shutil.rmtree(options.state_dir, ignore_errors=True)
     devstack = Devstack(
