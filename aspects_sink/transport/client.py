@@ -164,7 +164,7 @@ class ClickHouseTransport:
         Insert the whole batch with one INSERT that names its columns; return the rows written.
 
         Columns the target table does not have are left out, so the plugin can write into tables an
-        existing Aspects install created. Nothing like ``input_format_allow_errors_*`` is ever sent:
+        existing Aspects install created. No setting that lets ClickHouse skip bad rows is ever sent:
         a row ClickHouse refuses fails the whole insert.
         """
         if not batch.row_count:
