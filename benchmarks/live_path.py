@@ -42,7 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "devstack"))
 
 from backfill import Command  # noqa: E402 - devstack/ must be importable first
-from devstack_settings import mysql_connection_params  # noqa: E402
+from devstack_settings import drop_database  # noqa: E402
 from legacy_live import LegacyPlatform, legacy_python  # noqa: E402
 from processes import DEVSTACK_DIR, Devstack  # noqa: E402
 
@@ -402,25 +402,11 @@ def print_table(columns: dict[str, dict[str, tuple[float | None, str]]]) -> None
         print(aligned(line))
 
 
-def drop_mysql_database(name: str) -> None:
-    """Drop a benchmark's MariaDB database, so that each run seeds the same learners into an empty one."""
-    import pymysql
-
-    params = mysql_connection_params()
-    del params["database"]
-    connection = pymysql.connect(**params)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    finally:
-        connection.close()
-
-
 def new_devstack(state_dir: Path, options, mysql_database: str) -> Devstack:
     """A devstack from scratch in ``state_dir`` (on MariaDB, in ``mysql_database``)."""
     shutil.rmtree(state_dir, ignore_errors=True)
     if options.db == "mysql":
-        drop_mysql_database(mysql_database)
+        drop_database(mysql_database)
     return Devstack(
         state_dir,
         settings=SETTINGS,

@@ -154,14 +154,25 @@ def ensure_database_exists() -> None:
     """Create the MySQL database if it is missing, so ``manage.py lms migrate`` works on an empty server."""
     if not uses_mysql():
         return
+    name = mysql_connection_params()["database"]
+    _run_on_server(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+
+
+def drop_database(name: str) -> None:
+    """Drop a MySQL database the tests or benchmarks created for one run."""
+    _run_on_server(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def _run_on_server(statement: str) -> None:
+    """Run one statement on the MySQL server itself, outside any database (which may not exist yet)."""
     import pymysql
 
     params = mysql_connection_params()
-    name = params.pop("database")
+    del params["database"]
     connection = pymysql.connect(**params)
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cursor.execute(statement)
     finally:
         connection.close()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "devstack"))
 
+import devstack_settings  # noqa: E402
 from processes import Devstack  # noqa: E402
 
 from tests.conftest import require, service_available  # noqa: E402
@@ -96,16 +97,8 @@ def make_devstack(tmp_path_factory, name: str, *, database: str = "sqlite", **kw
 
 def drop_mysql_database(devstack: Devstack) -> None:
     """Remove the MariaDB database a devstack created for one test module."""
-    if not devstack.mysql_database:
-        return
-    import pymysql
-
-    connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{devstack.mysql_database}`")
-    finally:
-        connection.close()
+    if devstack.mysql_database:
+        devstack_settings.drop_database(devstack.mysql_database)
 
 
 def outbox_counts(devstack: Devstack) -> dict:
