@@ -105,11 +105,12 @@ def databases(state: Path, *, test_database_suffix: str = "") -> dict[str, Any]:
     test database.
     """
     if not uses_mysql():
+        # One file written by LMS, CMS and workers at once: see devstack_tools.sqlite_backend.
         return {
             "default": {
-                "ENGINE": "django.db.backends.sqlite3",
+                "ENGINE": "devstack_tools.sqlite_backend",
                 "NAME": str(state / "db.sqlite3"),
-                "OPTIONS": sqlite_options(),
+                "OPTIONS": {"timeout": 30},
             }
         }
 
@@ -132,22 +133,6 @@ def databases(state: Path, *, test_database_suffix: str = "") -> dict[str, Any]:
             "TEST": test,
         }
     }
-
-
-def sqlite_options() -> dict[str, Any]:
-    """
-    Let LMS, CMS and workers write to one SQLite file at once: wait for the lock (``timeout``) instead of
-    failing with "database is locked". Django 5.1+ can also take the write lock when a transaction begins
-    (``IMMEDIATE``), which avoids SQLite's read-then-write deadlock (a failure the timeout cannot help), and
-    run WAL, where readers never wait for a writer.
-    """
-    import django
-
-    options: dict[str, Any] = {"timeout": 30}
-    if django.VERSION >= (5, 1):
-        options["transaction_mode"] = "IMMEDIATE"
-        options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-    return options
 
 
 def ensure_database_exists() -> None:
