@@ -10,5 +10,7 @@ from edx_django_utils.plugins import add_plugins
 from lms.envs.common import *  # noqa: F403 -- settings are layered, as in edx-platform
 
 ENV_TOKENS = devstack_settings.env_tokens("LMS_CFG")
+# As edx-platform's production settings: the operator's cache (Redis, memcached) replaces the default.
+CACHES = ENV_TOKENS.get("CACHES", CACHES)  # noqa: F405
 
 add_plugins(__name__, "lms.djangoapp", "production")
