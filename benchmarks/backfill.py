@@ -235,15 +235,17 @@ def seed(devstack: Devstack, *, users: int = 0, enrollments: int = 0, courses: i
         devstack.manage("lms", "seed_devstack", "--enrollments", str(missing_enrollments), timeout=7200)
 
 
-def virtualenv(name: str, requirements: list[str]) -> Path:
+def virtualenv(name: str, requirements: list[str], *, devstack: bool = True) -> Path:
     """
     A virtualenv of its own under .benchmarks/ (made once per set of requirements), with what the stand-in
-    LMS needs at the versions this environment runs. Each plugin gets one, so that neither runs with the
-    other's dependencies or with the test tools (chDB brings pandas, which clickhouse-connect then imports).
+    LMS needs at the versions this environment runs (unless ``devstack`` is False: a service of its own,
+    such as an LRS). Each plugin gets one, so that neither runs with the other's dependencies or with the
+    test tools (chDB brings pandas, which clickhouse-connect then imports).
     """
     venv = WORK_DIR / f"{name}-py{sys.version_info.major}.{sys.version_info.minor}"
     python = venv / "bin" / "python"
-    requirements = [*requirements, *(f"{package}=={version(package)}" for package in DEVSTACK_PACKAGES)]
+    if devstack:
+        requirements = [*requirements, *(f"{package}=={version(package)}" for package in DEVSTACK_PACKAGES)]
     stamp = venv / ".installed"
     if not stamp.exists() or stamp.read_text() != "\n".join(requirements):
         print(f"creating {venv}: {' '.join(requirements)}")

@@ -1,22 +1,26 @@
 """
-xAPI route benchmark: tracking events emitted in LMS processes → xAPI statements in ClickHouse, with one
-Celery worker::
+xAPI benchmark: tracking events emitted in LMS processes → xAPI statements in ClickHouse, with one Celery
+worker, for aspects-sink's route and, side by side in the same run, the pipeline Aspects ships without it
+(event-routing-backends batching to a Ralph LRS, ``stock_xapi``)::
 
-    python benchmarks/xapi.py                                  # SQLite LMS, embedded broker, one LMS process
-    python benchmarks/xapi.py --db mysql --emitters 2 --broker redis://127.0.0.1:6379/9
+    python benchmarks/xapi.py                      # MariaDB LMS, Redis broker and cache, both pipelines
+    python benchmarks/xapi.py --db sqlite --redis none --no-stock   # aspects-sink alone, nothing to run
 
 Load: learners of one course do rounds of realistic activity (enrollment, navigation, video, problem check,
 subsection grade; ``devstack_tools.learner_activity``), each event emitted with ``eventtracking.tracker.emit``
 in its own transaction, one request each, as fast as ``--emitters`` LMS processes can (SQLite takes one: it
-runs one writing transaction at a time, so more would only queue). Two figures:
+runs one writing transaction at a time, so more would only queue). Each pipeline gets a course of its own and
+two phases:
 
 * live: from the first emit to the moment ClickHouse holds every statement (polled every 50 ms), the worker
-  draining while events are emitted. It includes ERB's transformation in the emitting processes;
-* backlog: the same load emitted while the worker is stopped, then drained by one worker, from the moment it
-  is ready to the last statement in ClickHouse: what one worker can do.
+  working while events are emitted;
+* backlog: the same load emitted while the worker is stopped, then worked off by one worker, from the moment
+  it is ready to the last statement in ClickHouse: what one worker can do.
 
-CPU time per statement is shown for the emitting processes and the worker, since the machine may be shared.
-Aspects' production guide reports "loads over 50 events/sec on a single worker" for its batched pipeline.
+A pipeline that stops delivering before every statement arrived (ERB flushes its batch only when another
+event arrives) is measured to its last delivery, and what it left behind is shown. CPU time per statement is
+shown for each process, since the machine may be shared. Aspects' production guide reports "loads over 50
+events/sec on a single worker" for its batched pipeline.
 """
 
 from __future__ import annotations
@@ -29,13 +33,16 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "devstack"))
 
-from processes import Devstack  # noqa: E402 - devstack/ must be importable first
+from devstack_settings import drop_database  # noqa: E402 - devstack/ must be importable first
+from processes import Devstack  # noqa: E402
+from redis import Redis  # noqa: E402
+from stock_xapi import StockPipeline, redis_cache  # noqa: E402
 
 SETTINGS = {"ASPECTS_SINK_SWEEP_INTERVAL_SECONDS": 30}
 MYSQL_DATABASE = "aspects_bench_xapi"
@@ -71,14 +78,51 @@ class Load:
     finished: float
     cpu: float
 
+    @property
+    def rate(self) -> float:
+        return self.emitted / (self.finished - self.started)
+
+
+@dataclass
+class Phase:
+    """One phase of one pipeline: the load, when statements stopped arriving, how many, and CPU spent."""
+
+    load: Load
+    began: float  # the first emit (live) or the worker ready (backlog)
+    arrived: int
+    last_arrival: float
+    worker_cpu: float
+    other_cpu: float
+
+    @property
+    def seconds(self) -> float:
+        return self.last_arrival - self.began
+
+    @property
+    def rate(self) -> float:
+        return self.arrived / self.seconds
+
+
+@dataclass
+class Result:
+    """Both phases of one pipeline, and what it still owed at the end."""
+
+    name: str
+    live: Phase
+    backlog: Phase
+    final: int = 0
+    left_behind: str = ""
+    notes: list[str] = field(default_factory=list)
+
 
 class Bench:
-    """One devstack, one course and its learners, and the ClickHouse count of the course's statements."""
+    """One pipeline's course and learners on the devstack, and the ClickHouse count of the course's statements."""
 
-    def __init__(self, devstack: Devstack, options):
+    def __init__(self, devstack: Devstack, options, other_process: int | None = None):
         self.devstack = devstack
         self.options = options
-        run = repr(uuid.uuid4().hex[:8])  # a MySQL LMS database outlives the state directory: new names each run
+        self.other_process = other_process  # a process of the pipeline's own (Ralph), for its CPU time
+        run = repr(uuid.uuid4().hex[:8])  # each pipeline gets a course and learners of its own
         setup = devstack.run_python("lms", SETUP.replace("LEARNERS", str(options.learners)).replace("RUN", run))
         self.course, self.usernames = setup["course"], setup["usernames"]
         self.rounds = max(options.events // (options.learners * 5), 1)
@@ -117,28 +161,59 @@ class Bench:
             cpu=sum(result["cpu"] for result in results),
         )
 
-    def wait_for_statements(self, count: int) -> float:
-        """Wait until ClickHouse holds ``count`` statements of the course; return when that was seen."""
-        self.devstack.wait_for(
-            lambda: self.statements() >= count, timeout=900, interval=0.05, what=f"{count:,} statements"
-        )
-        return time.time()
+    def wait_for_statements(self, count: int, cpu: CpuMeter) -> tuple[int, float]:
+        """
+        Poll ClickHouse every 50 ms until it holds ``count`` statements of the course, or until for ``--stall``
+        seconds none has arrived and the pipeline's processes have been idle (a pipeline may work for a long
+        time before its first delivery); return how many arrived and when the last of them was seen.
+        """
+        arrived, last_arrival = self.statements(), time.time()
+        last_busy, sampled, cpu_then = time.time(), time.time(), sum(cpu.spent())
+        while arrived < count and time.time() - max(last_arrival, last_busy) < self.options.stall:
+            time.sleep(0.05)
+            now = self.statements()
+            if now > arrived:
+                arrived, last_arrival = now, time.time()
+            if time.time() - sampled >= 1:  # busy: over a tenth of a CPU in the last second
+                if sum(cpu.spent()) - cpu_then > 0.1 * (time.time() - sampled):
+                    last_busy = time.time()
+                sampled, cpu_then = time.time(), sum(cpu.spent())
+        return arrived, last_arrival
 
-    def live(self) -> dict:
+    def live(self) -> Phase:
         worker = self.devstack.start_worker()
-        worker_cpu = cpu_seconds(worker.pid)
+        cpu = CpuMeter(worker.pid, self.other_process)
         load = self.emit()
-        arrived = self.wait_for_statements(load.emitted)
-        figures = {"load": load, "arrived": arrived, "worker_cpu": cpu_seconds(worker.pid) - worker_cpu}
+        arrived, last_arrival = self.wait_for_statements(load.emitted, cpu)
+        phase = Phase(load, load.started, arrived, last_arrival, *cpu.spent())
         self.devstack.stop_worker(worker)
-        return figures
+        return phase
 
-    def backlog(self, already: int) -> dict:
+    def backlog(self, already: int) -> Phase:
         load = self.emit()
         worker = self.devstack.start_worker()
-        ready, worker_cpu = time.time(), cpu_seconds(worker.pid)
-        arrived = self.wait_for_statements(already + load.emitted)
-        return {"load": load, "ready": ready, "arrived": arrived, "worker_cpu": cpu_seconds(worker.pid) - worker_cpu}
+        ready, cpu = time.time(), CpuMeter(worker.pid, self.other_process)
+        arrived, last_arrival = self.wait_for_statements(already + load.emitted, cpu)
+        return Phase(load, ready, arrived - already, last_arrival, *cpu.spent())
+
+    def run(self, name: str) -> Result:
+        live = self.live()
+        backlog = self.backlog(already=live.arrived)
+        return Result(name, live, backlog, final=self.statements(final=True))
+
+
+class CpuMeter:
+    """CPU time the worker and the pipeline's other process (if any) spend from now on."""
+
+    def __init__(self, worker: int, other: int | None):
+        self.pids = (worker, other)
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        return tuple(cpu_seconds(pid) if pid else 0.0 for pid in self.pids)
+
+    def spent(self) -> tuple[float, float]:
+        return tuple(now - start for now, start in zip(self._now(), self.start))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -147,33 +222,48 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def report(options, live: dict, backlog: dict, final: int, raw: int) -> None:
-    load = live["load"]
-    emit_seconds, total_seconds = load.finished - load.started, live["arrived"] - load.started
-    drained = backlog["load"].emitted
-    drain_seconds = backlog["arrived"] - backlog["ready"]
-    print(f"\nxAPI route, one worker, {options.db}, {options.emitters} emitting LMS process(es)")
-    print(
-        f"  live: events emitted       {load.emitted:>8,} in {emit_seconds:.1f}s ({load.emitted / emit_seconds:,.0f}/s)"
-    )
-    print(
-        f"  live: end to end           {load.emitted / total_seconds:>8,.0f} statements/s (first emit → last "
-        f"statement in ClickHouse {total_seconds:.1f}s, {live['arrived'] - load.finished:.1f}s after the last emit)"
-    )
-    print(
-        f"  backlog: one worker drains {drained / drain_seconds:>8,.0f} statements/s ({drained:,} in "
-        f"{drain_seconds:.1f}s from the worker's start)"
-    )
-    print(
-        f"  statements in ClickHouse   {final:>8,} after FINAL ({raw:,} rows before), of {2 * load.emitted:,} emitted"
-    )
-    print(
-        f"  CPU per statement          emitting process {1000 * load.cpu / load.emitted:.2f} ms (ERB's "
-        f"transformation, savepoint, INSERT, wake-up); worker {1000 * live['worker_cpu'] / load.emitted:.3f} ms "
-        f"live, {1000 * backlog['worker_cpu'] / drained:.3f} ms draining the backlog"
-    )
-    print(f"  load average at the end    {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+def report(options, results: list[Result]) -> None:
+    """The pipelines side by side, one column each."""
+    rows = {
+        "live: events emitted/s": lambda r: f"{r.live.load.rate:,.0f}",
+        "live: end to end, statements/s": lambda r: f"{r.live.rate:,.0f}",
+        "live: last statement after last emit": lambda r: f"{r.live.last_arrival - r.live.load.finished:.1f} s",
+        "live: statements arrived": lambda r: f"{r.live.arrived:,} of {r.live.load.emitted:,}",
+        "backlog: one worker, statements/s": lambda r: f"{r.backlog.rate:,.0f}",
+        "backlog: statements arrived": lambda r: f"{r.backlog.arrived:,} of {r.backlog.load.emitted:,}",
+        "after FINAL (both phases)": lambda r: f"{r.final:,}",
+        "CPU/statement: emitting process": lambda r: f"{1000 * r.live.load.cpu / r.live.load.emitted:.2f} ms",
+        "CPU/statement: worker, live": lambda r: f"{1000 * r.live.worker_cpu / max(r.live.arrived, 1):.2f} ms",
+        "CPU/statement: worker, backlog": lambda r: f"{1000 * r.backlog.worker_cpu / max(r.backlog.arrived, 1):.2f} ms",
+        "CPU/statement: LRS (Ralph), live": lambda r: (
+            f"{1000 * r.live.other_cpu / max(r.live.arrived, 1):.2f} ms" if r.live.other_cpu else "-"
+        ),
+    }
+    services = "embedded broker, file cache" if options.redis == "none" else "Redis broker and cache"
+    print(f"\nxAPI to ClickHouse, one Celery worker, {options.db}, {services}, {options.emitters} emitting process(es)")
+    width = max(len(result.name) for result in results) + 2
+    print(f"  {'':<38}" + "".join(f"{result.name:>{width}}" for result in results))
+    for label, cell in rows.items():
+        print(f"  {label:<38}" + "".join(f"{cell(result):>{width}}" for result in results))
+    for result in results:
+        for note in result.notes:
+            print(f"  {result.name}: {note}")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("  Aspects' published figure for its batched pipeline: over 50 events/s on a single worker")
+
+
+def run_ours(devstack: Devstack, options) -> Result:
+    return Bench(devstack, options).run("aspects-sink")
+
+
+def run_stock(devstack: Devstack, options) -> Result:
+    with StockPipeline(devstack, options.cache_url) as stock:
+        bench = Bench(devstack, options, other_process=stock.ralph.process.pid)
+        result = bench.run(stock.name)
+        left = stock.stranded()
+        if left:
+            result.notes.append(f"{left:,} events still in its Redis batch, sent when the next event arrives")
+        return result
 
 
 def main() -> None:
@@ -181,26 +271,46 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000, help="events per phase (rounded to whole rounds)")
     parser.add_argument("--learners", type=int, default=50)
     parser.add_argument("--emitters", type=int, default=1, help="LMS processes emitting at once (MySQL only)")
-    parser.add_argument("--db", choices=("sqlite", "mysql"), default="sqlite")
-    parser.add_argument("--broker", help="a Celery broker URL (default: the embedded filesystem broker)")
+    parser.add_argument("--db", choices=("sqlite", "mysql"), default="mysql")
+    parser.add_argument(
+        "--redis",
+        default="redis://127.0.0.1:6379",
+        help="Redis server for the Celery broker (database 9) and the cache (database 10), as on a Tutor site; "
+        "both databases are emptied first. 'none': the embedded filesystem broker and a file cache",
+    )
+    parser.add_argument("--no-stock", action="store_true", help="measure aspects-sink only")
+    parser.add_argument(
+        "--stall", type=float, default=30, help="seconds without a new statement, the pipeline idle, that end a phase"
+    )
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".benchmarks" / "xapi")
     options = parser.parse_args()
     if options.emitters > 1 and options.db != "mysql":
         parser.error("--emitters above 1 needs --db mysql: SQLite runs one writing transaction at a time")
+    if not options.no_stock and (options.db != "mysql" or options.redis == "none"):
+        parser.error(
+            "the stock pipeline needs --db mysql (ERB finds its LRS route only with MySQL's case-insensitive "
+            "matching) and Redis (its batching); add --no-stock to measure aspects-sink alone"
+        )
+    redis = None if options.redis == "none" else options.redis.rstrip("/")
+    options.cache_url = f"{redis}/10" if redis else None
+    for database in (9, 10) if redis else ():
+        Redis.from_url(f"{redis}/{database}").flushdb()  # no task, cached router or batch of an earlier run
 
     shutil.rmtree(options.state_dir, ignore_errors=True)
+    if options.db == "mysql":
+        drop_database(MYSQL_DATABASE)  # an earlier run's LRS route would send this run's events to it
     devstack = Devstack(
         options.state_dir,
-        settings=SETTINGS,
-        broker_url=options.broker,
+        settings={**SETTINGS, **({"CACHES": redis_cache(options.cache_url)} if redis else {})},
+        broker_url=f"{redis}/9" if redis else None,
         database=options.db,
         mysql_database=MYSQL_DATABASE if options.db == "mysql" else None,
     )
     with devstack:
-        bench = Bench(devstack, options)
-        live = bench.live()
-        backlog = bench.backlog(already=live["load"].emitted)
-        report(options, live, backlog, bench.statements(final=True), bench.statements())
+        results = [run_ours(devstack, options)]
+        if not options.no_stock:
+            results.append(run_stock(devstack, options))
+    report(options, results)
 
 
 if __name__ == "__main__":
