@@ -105,13 +105,12 @@ class Phase:
 
 @dataclass
 class Result:
-    """Both phases of one pipeline, and what it still owed at the end."""
+    """Both phases of one pipeline, its statements after FINAL, and notes such as what it still owes."""
 
     name: str
     live: Phase
     backlog: Phase
     final: int = 0
-    left_behind: str = ""
     notes: list[str] = field(default_factory=list)
 
 
