@@ -21,6 +21,7 @@ from backfill import virtualenv
 from clickhouse import free_port
 from processes import CLICKHOUSE_PASSWORD, CLICKHOUSE_USER, Devstack
 
+# Ralph 5.1 imports requests (OIDC auth) without declaring it in these extras.
 RALPH_REQUIREMENTS = ["ralph-malph[backend-clickhouse,cli,lrs]==5.1.0", "requests"]
 RALPH_USER = "erb"
 # tutor-contrib-aspects' batching of event-routing-backends (Ralph route): 100 events or 5 seconds.
