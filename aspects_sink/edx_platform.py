@@ -1,0 +1,59 @@
+"""
+The edge between aspects-sink and edx-platform: every platform import goes through here.
+
+Models are found through ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG`` so the plugin runs on forks and
+on the stand-in platform in ``devstack/`` alike; nothing else in the package imports edx-platform.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from aspects_sink.conf import aspects_settings
+
+
+class PlatformModelMissing(LookupError):
+    """The configured model cannot be imported on this platform."""
+
+
+def get_model(name: str) -> Any:
+    """Return the model class configured under ``name`` (``"user_profile"``, ``"course_overviews"``...)."""
+    try:
+        config = aspects_settings.EVENT_SINK_CLICKHOUSE_MODEL_CONFIG[name]
+    except KeyError as error:
+        raise PlatformModelMissing(f"EVENT_SINK_CLICKHOUSE_MODEL_CONFIG has no entry {name!r}") from error
+    try:
+        return getattr(importlib.import_module(config["module"]), config["model"])
+    except (ImportError, AttributeError) as error:
+        raise PlatformModelMissing(
+            f"cannot import {config['module']}.{config['model']} for {name!r}: {error}"
+        ) from error
+
+
+def modulestore() -> Any:
+    """The platform's modulestore (course structure)."""
+    from xmodule.modulestore.django import modulestore as platform_modulestore  # noqa: PLC0415
+
+    return platform_modulestore()
+
+
+def published_only_revision() -> str:
+    """The modulestore revision that holds what learners see."""
+    from xmodule.modulestore import ModuleStoreEnum  # noqa: PLC0415
+
+    return ModuleStoreEnum.RevisionOption.published_only
+
+
+def detached_block_types() -> frozenset[str]:
+    """Blocks that live outside the course tree (about, course_info, static_tab)."""
+    from xmodule.modulestore.store_utilities import DETACHED_XBLOCK_TYPES  # noqa: PLC0415
+
+    return frozenset(DETACHED_XBLOCK_TYPES)
+
+
+def course_key(text: str) -> Any:
+    """The platform's CourseKey for ``text`` (opaque-keys comes with the platform)."""
+    from opaque_keys.edx.keys import CourseKey  # noqa: PLC0415
+
+    return CourseKey.from_string(str(text))
