@@ -61,7 +61,7 @@ class AspectsSinkConfig(AppConfig):
 
     def ready(self):
         from aspects_sink import receivers  # noqa: PLC0415 - models are importable only once apps are ready
-        from aspects_sink.xapi import wiring  # noqa: PLC0415
+        from aspects_sink.xapi import routing  # noqa: PLC0415
 
         receivers.connect_model_receivers()
-        wiring.connect()
+        routing.wire_tracker()

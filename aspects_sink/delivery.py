@@ -1,5 +1,6 @@
 """
-Drain the outbox: claim a batch, read the objects, insert once per table, acknowledge.
+Drain the outbox: claim a batch, read the objects, insert once per table, acknowledge; and sweep for
+drains whose wake-up was lost.
 
 Repeated changes to one object coalesce (a batch reads each object once). When ClickHouse is
 unavailable the whole batch waits with exponential backoff, as long as it takes. When ClickHouse
@@ -7,8 +8,7 @@ rejects a batch, or an object cannot be serialized, the batch is split in halves
 objects are alone; they are retried and, after ``ASPECTS_SINK_MAX_ATTEMPTS`` tries, parked as
 dead letters with their error, while every other object goes through.
 
-The same drain serves queues with a table of their own (:func:`aspects_sink.outbox.register`), whose
-sink is found through the queue rather than the sink registry: xAPI statements.
+The same drain serves queues with a table of their own, as the sink declares its queue: xAPI statements.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from aspects_sink import outbox
+from aspects_sink import outbox, scheduling
 from aspects_sink.connection import get_transport
+from aspects_sink.models import VersionTick
 from aspects_sink.outbox import Claimed, Queue
 from aspects_sink.sinks.base import Sink, Stamp, Statement
 from aspects_sink.sinks.registry import get_sink
@@ -45,7 +46,7 @@ class DrainReport:
 
 def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport) -> int:
     """Send the current state of these objects: one INSERT per table (or the sink's statements)."""
-    stamp = Stamp(version=outbox.allocate_version())
+    stamp = Stamp(version=VersionTick.allocate())
     statements = 0
     for item in sink.writes_for(object_ids, stamp):
         if isinstance(item, ColumnBatch):
@@ -56,11 +57,6 @@ def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport)
     return statements
 
 
-def drain_target(sink_name: str) -> Sink:
-    """The sink that writes a queue's rows: the one a queue of its own names, else the registry's."""
-    return outbox.queue(sink_name).sink or get_sink(sink_name)
-
-
 def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_budget: float = 30.0) -> DrainReport:
     """
     Send what the outbox holds for one sink, batch after batch, until it is empty or the budget is spent.
@@ -69,7 +65,7 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
     drain stops and, if entries arrived meanwhile, asks to run again after the sink's drain interval, so a steady
     stream of changes becomes about one INSERT per table per interval instead of one per change.
     """
-    sink, queue = drain_target(sink_name), outbox.queue(sink_name)
+    sink, queue = get_sink(sink_name), outbox.queue(sink_name)
     transport = transport or get_transport()
     report = DrainReport(sink_name)
     batch_size = queue.batch_size
@@ -102,7 +98,7 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
 
 
 def _next_run_in(sink: Sink, report: DrainReport) -> float | None:
-    due = outbox.pending_by_sink().get(sink.name, {}).get("next_due")
+    due = outbox.queue(sink.name).summary().next_due
     if due is None:
         return None
     wait = (due - timezone.now()).total_seconds()
@@ -142,3 +138,22 @@ def _fail(sink: Sink, queue: Queue, claimed: list[Claimed], error: Exception, re
         queue.retry_later(claimed, error)
         report.retried += len(claimed)
         log.warning("aspects_sink: %s %s was rejected, will retry: %s", sink.name, object_id, error)
+
+
+def sweep() -> list[str]:
+    """
+    Wake the drain of every sink with pending entries unless one is already scheduled; return those woken.
+
+    Entries due for longer than ``LOST_AFTER`` seconds past the sink's drain interval mean a wake-up was
+    lost (a broker restart drops queued tasks): those sinks are drained at once, whatever the cache says.
+    """
+    now = timezone.now()
+    woken = []
+    for sink_name, summary in outbox.summaries().items():
+        if not summary.pending:
+            continue
+        late = (now - summary.next_due).total_seconds()
+        overdue = late > scheduling.drain_interval(sink_name) + scheduling.LOST_AFTER
+        if scheduling.wake_from_sweep(sink_name, overdue):
+            woken.append(sink_name)
+    return woken

@@ -64,6 +64,13 @@ class VersionTick(models.Model):
     def __str__(self) -> str:
         return f"version {self.id}"
 
+    @classmethod
+    def allocate(cls) -> int:
+        """The next number of the sequence: the version of rows read after this call."""
+        tick = cls.objects.create()
+        cls.objects.filter(id__lt=tick.id).delete()
+        return tick.id
+
 
 class DumpCheckpoint(models.Model):
     """

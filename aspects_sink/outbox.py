@@ -5,10 +5,10 @@ A claim is a lease (like a queue's visibility timeout): claimed entries become i
 ``LEASE`` and are deleted on success; if the worker dies, the lease runs out and the sweep sends
 them again. Nothing is ever removed before ClickHouse has acknowledged it.
 
-Each sink's work is a :class:`Queue`. Platform objects share the ``OutboxEntry`` table, where an
-entry only names the object (it is read again when sent). Work that carries its own payload, such
-as xAPI statements, which cannot be read again later, has a table of its own, registered with
-:func:`register`; the same operations, drains, sweep and dead-letter tools then serve it.
+Each sink's work is a :class:`Queue`, laid out as the sink declares (:class:`~aspects_sink.sinks.base.QueueSpec`):
+platform objects share the ``OutboxEntry`` table, where an entry only names the object (it is read again
+when sent); work that carries its own payload, such as xAPI statements, has a table of its own. The same
+operations, drains, sweep and dead-letter tools serve both.
 """
 
 from __future__ import annotations
@@ -17,18 +17,17 @@ import datetime
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Min, QuerySet
 from django.utils import timezone
 
-from aspects_sink.models import LeasedEntry, OutboxEntry, VersionTick
-
-if TYPE_CHECKING:
-    from aspects_sink.sinks.base import Sink
+from aspects_sink import scheduling
+from aspects_sink.conf import aspects_settings
+from aspects_sink.models import LeasedEntry, OutboxEntry
+from aspects_sink.sinks.base import QueueSpec
+from aspects_sink.sinks.registry import UnknownSink, all_sinks, get_sink
 
 log = logging.getLogger(__name__)
 
@@ -46,42 +45,38 @@ class Claimed:
 
 
 @dataclass(frozen=True)
-class Queue:
-    """
-    One sink's pending work and dead letters in the LMS database.
+class QueueSummary:
+    """How many entries of one queue are pending and dead, and when the next pending one is due."""
 
-    ``model`` is the table: ``OutboxEntry`` (shared by every sink, told apart by ``sink``) or a table of
-    the queue's own (``sink_field`` None), whose rows carry their payload. ``key_field`` is the column
-    handed to the sink as object ids. ``sink`` is the sink that writes the rows when it is not one of the
-    registry's (:func:`aspects_sink.delivery.drain_target`). Batch size, tries before parking, and a
-    bound on dead letters come from the settings named here.
-    """
+    pending: int = 0
+    dead: int = 0
+    next_due: datetime.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One sink's pending work and dead letters in the LMS database, where its :class:`QueueSpec` says."""
 
     name: str
-    model: type[LeasedEntry] = OutboxEntry
-    sink_field: str | None = "sink"
-    key_field: str = "object_id"
-    sink: Sink | None = None
-    batch_size_setting: str = "ASPECTS_SINK_BATCH_SIZE"
-    max_attempts_setting: str = "ASPECTS_SINK_MAX_ATTEMPTS"
-    # None: dead letters are kept until replayed. Otherwise the oldest beyond the bound are deleted, each
-    # logged as an error with ``payload_field``, so a flood of rejected entries cannot fill the database.
-    max_dead_setting: str | None = None
-    payload_field: str | None = None
+    spec: QueueSpec = field(default_factory=QueueSpec)
+
+    @property
+    def model(self) -> type[LeasedEntry]:
+        return self.spec.model
 
     @property
     def entries(self) -> QuerySet:
         manager = self.model._default_manager
-        return manager.filter(**{self.sink_field: self.name}) if self.sink_field else manager.all()
+        return manager.filter(**{self.spec.sink_field: self.name}) if self.spec.shared else manager.all()
 
     @property
     def batch_size(self) -> int:
-        return int(getattr(settings, self.batch_size_setting))
+        return int(getattr(aspects_settings, self.spec.batch_size_setting))
 
     @property
     def max_attempts(self) -> int:
         """Failed tries after which an entry ClickHouse keeps rejecting is parked as a dead letter."""
-        return int(getattr(settings, self.max_attempts_setting))
+        return int(getattr(aspects_settings, self.spec.max_attempts_setting))
 
     def add(self, entries: Sequence[LeasedEntry]) -> int:
         """Record entries in the caller's transaction; wake a drain after commit (nothing if it rolls back)."""
@@ -112,7 +107,7 @@ class Queue:
         for chunk in _chunks(candidates):
             ready.filter(id__in=chunk).update(claim=token, available_at=now + LEASE)
         mine = self.model._default_manager.filter(claim=token).order_by("id")
-        return [Claimed(*row) for row in mine.values_list("id", self.key_field, "attempts")]
+        return [Claimed(*row) for row in mine.values_list("id", self.spec.key_field, "attempts")]
 
     def acknowledge(self, claimed: Sequence[Claimed]) -> None:
         """ClickHouse has the rows: forget the entries."""
@@ -133,8 +128,8 @@ class Queue:
     def park(self, claimed: Sequence[Claimed], error: Exception) -> None:
         """Move entries to the dead letters, with the error that put them there, within the queue's bound."""
         self._update(claimed, attempts=F("attempts") + 1, state=LeasedEntry.DEAD, last_error=_describe(error))
-        if self.max_dead_setting:
-            self._evict_oldest_dead(int(getattr(settings, self.max_dead_setting)))
+        if self.spec.max_dead_setting:
+            self._evict_oldest_dead(int(getattr(aspects_settings, self.spec.max_dead_setting)))
 
     def dead_letters(self) -> QuerySet:
         return self.entries.filter(state=LeasedEntry.DEAD).order_by("id")
@@ -149,12 +144,9 @@ class Queue:
             transaction.on_commit(lambda: _wake(self.name))
         return count
 
-    def summary(self) -> dict:
+    def summary(self) -> QueueSummary:
         """How many entries are pending, how many are dead, and when the next is due."""
-        info = {"pending": 0, "dead": 0, "next_due": None}
-        for row in self.entries.values("state").annotate(count=Count("id"), due=Min("available_at")):
-            _count_into(info, row)
-        return info
+        return _summary(self.entries.values("state").annotate(count=Count("id"), due=Min("available_at")))
 
     def _update(self, claimed: Sequence[Claimed], **changes) -> None:
         for chunk in _chunks([entry.id for entry in claimed]):
@@ -164,7 +156,7 @@ class Queue:
         excess = self.dead_letters().count() - bound
         if excess <= 0:
             return
-        fields = ("id", self.key_field, "last_error", *filter(None, [self.payload_field]))
+        fields = ("id", self.spec.key_field, "last_error", *filter(None, [self.spec.payload_field]))
         evicted = list(self.dead_letters().values(*fields)[:excess])
         for chunk in _chunks([row["id"] for row in evicted]):
             self.model._default_manager.filter(id__in=chunk).delete()
@@ -172,17 +164,20 @@ class Queue:
             log.error("aspects_sink: %s holds more than %d dead letters; evicted the oldest: %s", self.name, bound, row)
 
 
-_OWN_TABLES: dict[str, Queue] = {}
-
-
-def register(queue: Queue) -> None:
-    """Give the sink ``queue.name`` a table of its own; the drains, the sweep and the dead-letter tools follow."""
-    _OWN_TABLES[queue.name] = queue
-
-
 def queue(sink_name: str) -> Queue:
-    """The queue of a sink: its own table if it registered one, else its rows of ``OutboxEntry``."""
-    return _OWN_TABLES.get(sink_name) or Queue(sink_name)
+    """
+    The queue of a sink, as the sink declares it. Entries of a sink this process does not know (a site
+    sink since removed) are still shown and replayed: they sit in ``OutboxEntry`` under that name.
+    """
+    try:
+        return Queue(sink_name, get_sink(sink_name).queue)
+    except UnknownSink:
+        return Queue(sink_name)
+
+
+def _own_table_queues() -> list[Queue]:
+    """The queues of sinks whose entries have a table of their own."""
+    return [Queue(name, sink.queue) for name, sink in all_sinks().items() if not sink.queue.shared]
 
 
 def queues_with_dead_letters(sink_name: str | None = None) -> list[Queue]:
@@ -190,7 +185,7 @@ def queues_with_dead_letters(sink_name: str | None = None) -> list[Queue]:
     if sink_name:
         return [queue(sink_name)]
     outbox_sinks = OutboxEntry.objects.filter(state=OutboxEntry.DEAD).values_list("sink", flat=True).distinct()
-    own = [own for own in _OWN_TABLES.values() if own.dead_letters().exists()]
+    own = [own for own in _own_table_queues() if own.dead_letters().exists()]
     return [queue(name) for name in sorted(outbox_sinks)] + own
 
 
@@ -206,9 +201,7 @@ def enqueue(sink_name: str, object_ids: Iterable) -> int:
 
 
 def _wake(sink_name: str) -> None:
-    from aspects_sink.tasks import schedule_drain  # noqa: PLC0415 - tasks import this module
-
-    schedule_drain(sink_name)
+    scheduling.schedule_drain(sink_name)
 
 
 def replay_dead_letters(ids: Sequence[int] | None = None, sink_name: str | None = None) -> int:
@@ -224,36 +217,35 @@ def replay_dead_letters(ids: Sequence[int] | None = None, sink_name: str | None 
     return sum(each.replay(ids) for each in selected)
 
 
-def allocate_version() -> int:
-    """The next number of the LMS database's sequence: the version of rows read after this call."""
-    tick = VersionTick.objects.create()
-    VersionTick.objects.filter(id__lt=tick.id).delete()
-    return tick.id
-
-
 def backoff_seconds(attempts: int) -> float:
     """Exponential backoff: base × 2^(attempts-1), capped."""
-    base = float(settings.ASPECTS_SINK_RETRY_BASE_SECONDS)
-    return min(base * 2 ** max(attempts - 1, 0), float(settings.ASPECTS_SINK_RETRY_MAX_SECONDS))
+    base = float(aspects_settings.ASPECTS_SINK_RETRY_BASE_SECONDS)
+    return min(base * 2 ** max(attempts - 1, 0), float(aspects_settings.ASPECTS_SINK_RETRY_MAX_SECONDS))
 
 
-def pending_by_sink() -> dict[str, dict]:
-    """Per sink: how many entries are pending, how many are dead, and when the next is due."""
-    summary: dict[str, dict] = {}
+def summaries() -> dict[str, QueueSummary]:
+    """Per sink with any entries: how many are pending and dead, and when the next is due."""
+    by_sink: dict[str, list[dict]] = {}
     rows = OutboxEntry.objects.values("sink", "state").annotate(count=Count("id"), due=Min("available_at"))
     for row in rows:
-        _count_into(summary.setdefault(row["sink"], {"pending": 0, "dead": 0, "next_due": None}), row)
-    for own in _OWN_TABLES.values():
-        info = own.summary()
-        if info["pending"] or info["dead"]:
-            summary[own.name] = info
-    return summary
+        by_sink.setdefault(row["sink"], []).append(row)
+    found = {sink_name: _summary(rows) for sink_name, rows in by_sink.items()}
+    for own in _own_table_queues():
+        summary = own.summary()
+        if summary.pending or summary.dead:
+            found[own.name] = summary
+    return found
 
 
-def _count_into(info: dict, row: dict) -> None:
-    info[row["state"]] = row["count"]
-    if row["state"] == LeasedEntry.PENDING:
-        info["next_due"] = row["due"]
+def _summary(rows: Iterable[dict]) -> QueueSummary:
+    """One queue's summary from its rows of counts by state."""
+    counts = {row["state"]: row for row in rows}
+    pending = counts.get(LeasedEntry.PENDING, {})
+    return QueueSummary(
+        pending=pending.get("count", 0),
+        dead=counts.get(LeasedEntry.DEAD, {}).get("count", 0),
+        next_due=pending.get("due"),
+    )
 
 
 def _chunks(ids: list[int]) -> Iterable[list[int]]:

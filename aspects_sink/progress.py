@@ -163,7 +163,7 @@ def format_duration(seconds: float) -> str:
 
 
 @dataclass(frozen=True)
-class Column:
+class SummaryColumn:
     """One column of a text table: its heading and how to show a value."""
 
     heading: str
@@ -171,7 +171,7 @@ class Column:
     align_right: bool = True
 
 
-def format_table(columns: Sequence[Column], rows: Sequence[object]) -> str:
+def format_table(columns: Sequence[SummaryColumn], rows: Sequence[object]) -> str:
     """A plain-text table, headings underlined, numbers aligned right."""
     cells = [[column.heading for column in columns]] + [[column.text(row) for column in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]

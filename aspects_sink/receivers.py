@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from django.db.models.signals import post_save
 
-from aspects_sink import outbox, platform
+from aspects_sink import edx_platform, outbox
 from aspects_sink.sinks.registry import all_sinks, get_sink
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ def connect_model_receivers() -> None:
     """Connect ``post_save`` of the configured models; a model missing on this platform is skipped."""
     for model_name, sinks in saved_model_sinks().items():
         try:
-            model = platform.get_model(model_name)
-        except platform.PlatformModelMissing as error:
+            model = edx_platform.get_model(model_name)
+        except edx_platform.PlatformModelMissing as error:
             log.info("aspects_sink: not listening to %s saves: %s", model_name, error)
             continue
         post_save.connect(

@@ -14,12 +14,15 @@ touch data are always server-side parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from django.conf import settings
+from aspects_sink import toggles
+from aspects_sink.conf import aspects_settings
 
-from aspects_sink.sinks.base import TableSpec
+if TYPE_CHECKING:  # the sinks use this module's quoting: their tables are only described here
+    from aspects_sink.sinks.base import TableSpec
 
 SCHEMA_LOG_TABLE = "aspects_sink_schema"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,13 +42,13 @@ class ClusterConfig:
 
 def cluster() -> ClusterConfig:
     """The configured cluster (``ASPECTS_SINK_CLUSTER``)."""
-    config = getattr(settings, "ASPECTS_SINK_CLUSTER", None) or {}
+    config = aspects_settings.ASPECTS_SINK_CLUSTER
     return ClusterConfig(name=config.get("name") or None, shards=int(config.get("shards") or 1))
 
 
 def database() -> str:
     """The database the sinks' tables live in (``EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG["database"]``)."""
-    return settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG.get("database") or "event_sink"
+    return aspects_settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG["database"] or "event_sink"
 
 
 def quote(identifier: str) -> str:
@@ -79,7 +82,7 @@ def mutation_target(table: str) -> str:
 
 def mutation_settings() -> dict:
     """``mutations_sync`` when ``ASPECTS_SINK_RETIREMENT_WAIT`` asks to wait (2: on every replica)."""
-    if getattr(settings, "ASPECTS_SINK_RETIREMENT_WAIT", False):
+    if toggles.retirement_waits():
         return {"mutations_sync": 2 if cluster().name else 1}
     return {}
 
@@ -91,21 +94,18 @@ def _engine(config: ClusterConfig, version_column: str | None) -> str:
 
 def create_table(table: TableSpec, db: str | None = None, config: ClusterConfig | None = None) -> list[str]:
     """
-    CREATE TABLE statements for one table (two when sharded: local storage + Distributed).
-
-    A table spec may also declare ``database`` (a table living outside the sinks' database),
-    ``version_column`` (None: the last insert of a key wins) and ``partition_by``, as the raw xAPI
-    table does; sinks' tables keep the defaults (``version``, no partitions).
+    CREATE TABLE statements for one table (two when sharded: local storage + Distributed), in the table's
+    own database if it names one (the raw xAPI table), else in ``db``.
     """
     config = config or cluster()
-    db = getattr(table, "database", None) or db or database()
+    db = table.database or db or database()
     columns = ",\n    ".join(f"{quote(column.name)} {column.clickhouse_type}" for column in table.all_columns)
     key = ", ".join(quote(name) for name in table.key)
     storage = storage_table(table.name, config)
-    partition_by = getattr(table, "partition_by", None)
+    partition_by = table.partition_by
     statements = [
         f"CREATE TABLE IF NOT EXISTS {qualified(storage, db)}{on_cluster(config)} (\n    {columns}\n)\n"
-        f"ENGINE = {_engine(config, getattr(table, 'version_column', 'version'))}\n"
+        f"ENGINE = {_engine(config, table.version_column)}\n"
         + (f"PARTITION BY {partition_by}\n" if partition_by else "")
         + f"ORDER BY ({key})"
     ]
@@ -130,25 +130,7 @@ def create_schema(tables: Iterable[TableSpec], db: str | None = None, config: Cl
         f"ENGINE = {'ReplicatedMergeTree' if config.name else 'MergeTree'}\nORDER BY (version, statement_hash)",
     ]
     for table in tables:
-        own_database = getattr(table, "database", None)
-        if own_database and own_database != db:
-            statements.append(f"CREATE DATABASE IF NOT EXISTS {quote(own_database)}{on_cluster(config)}")
+        if table.database and table.database != db:
+            statements.append(f"CREATE DATABASE IF NOT EXISTS {quote(table.database)}{on_cluster(config)}")
         statements.extend(create_table(table, db, config))
     return statements
-
-
-_TABLE_PROVIDERS: list[Callable[[], Iterable[TableSpec]]] = []
-
-
-def register_tables(provider: Callable[[], Iterable[TableSpec]]) -> None:
-    """
-    Have the schema command create tables that belong to no sink (the raw xAPI table). ``provider`` is
-    called each time, so the tables it returns may follow settings.
-    """
-    if provider not in _TABLE_PROVIDERS:
-        _TABLE_PROVIDERS.append(provider)
-
-
-def registered_tables() -> list[TableSpec]:
-    """The tables of every registered provider."""
-    return [table for provider in _TABLE_PROVIDERS for table in provider()]

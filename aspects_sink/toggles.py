@@ -2,22 +2,15 @@
 Switches an operator can flip, annotated for edx-toggles' documentation tooling.
 
 Each sink runs when its Django setting is True **or** its waffle flag is active, the same rule and
-names as platform-plugin-aspects, so existing Tutor configuration keeps working.
+names as platform-plugin-aspects, so existing Tutor configuration keeps working. Every toggle's default is
+in :data:`aspects_sink.conf.DEFAULTS`; the per-sink setting's annotation is beside its template there.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
 from edx_toggles.toggles import SettingToggle, WaffleFlag
 
-# .. toggle_name: EVENT_SINK_CLICKHOUSE_<SINK>_ENABLED
-# .. toggle_implementation: DjangoSetting
-# .. toggle_default: True
-# .. toggle_description: Send the objects of sink <SINK> (COURSE_OVERVIEWS, USER_PROFILE, EXTERNAL_ID,
-#   COURSE_ENROLLMENT, USER_RETIREMENT, or a site's own sink) to ClickHouse, live and in backfills.
-# .. toggle_use_cases: open_edx
-# .. toggle_creation_date: 2026-11-21
-SINK_SETTING_TEMPLATE = "EVENT_SINK_CLICKHOUSE_{}_ENABLED"
+from aspects_sink.conf import SINK_SETTING_TEMPLATE, aspects_settings
 
 # .. toggle_name: event_sink_clickhouse.<sink>.enabled
 # .. toggle_implementation: WaffleFlag
@@ -37,9 +30,38 @@ SINK_FLAG_TEMPLATE = "event_sink_clickhouse.{}.enabled"
 # .. toggle_creation_date: 2026-11-21
 PII_SETTING = "ASPECTS_ENABLE_PII"
 
+# .. toggle_name: ASPECTS_SINK_XAPI_ENABLED
+# .. toggle_implementation: DjangoSetting
+# .. toggle_default: True
+# .. toggle_description: event-routing-backends' xapi backend records each statement for ClickHouse's raw
+#   xAPI table (docs/decisions/0005). Off: no statement is recorded and the schema command creates no raw
+#   table; statements recorded before it was switched off are still delivered.
+# .. toggle_use_cases: open_edx
+# .. toggle_creation_date: 2026-11-24
+XAPI_SETTING = "ASPECTS_SINK_XAPI_ENABLED"
+
+# .. toggle_name: ASPECTS_SINK_XAPI_IN_REQUEST
+# .. toggle_implementation: DjangoSetting
+# .. toggle_default: True
+# .. toggle_description: Transform events into statements where they are emitted and record them in the
+#   request's own transaction (a rolled-back request records nothing; a broker outage loses nothing).
+#   Off: ERB's asynchronous route, one Celery task per event.
+# .. toggle_use_cases: open_edx
+# .. toggle_creation_date: 2026-11-24
+XAPI_IN_REQUEST_SETTING = "ASPECTS_SINK_XAPI_IN_REQUEST"
+
+# .. toggle_name: ASPECTS_SINK_RETIREMENT_WAIT
+# .. toggle_implementation: DjangoSetting
+# .. toggle_default: False
+# .. toggle_description: Retirement mutations wait until ClickHouse has applied them (``mutations_sync``:
+#   1, or 2 on a cluster, so every replica), at the cost of a slower drain of the retirement sink.
+# .. toggle_use_cases: open_edx
+# .. toggle_creation_date: 2026-11-21
+RETIREMENT_WAIT_SETTING = "ASPECTS_SINK_RETIREMENT_WAIT"
+
 
 def sink_enabled(sink_name: str) -> bool:
-    """True when the sink's setting is on or its waffle flag is active."""
+    """True when the sink's setting is on (the default) or its waffle flag is active."""
     setting = SettingToggle(SINK_SETTING_TEMPLATE.format(sink_name.upper()), default=True, module_name=__name__)
     if setting.is_enabled():
         return True
@@ -48,4 +70,19 @@ def sink_enabled(sink_name: str) -> bool:
 
 def pii_enabled() -> bool:
     """Whether personal data may be sent at all."""
-    return bool(getattr(settings, PII_SETTING, False))
+    return bool(aspects_settings.ASPECTS_ENABLE_PII)
+
+
+def xapi_enabled() -> bool:
+    """Whether statements are recorded for ClickHouse."""
+    return bool(aspects_settings.ASPECTS_SINK_XAPI_ENABLED)
+
+
+def xapi_in_request() -> bool:
+    """Whether statements are transformed and recorded in the emitting request."""
+    return bool(aspects_settings.ASPECTS_SINK_XAPI_IN_REQUEST)
+
+
+def retirement_waits() -> bool:
+    """Whether retirement mutations wait for ClickHouse to apply them."""
+    return bool(aspects_settings.ASPECTS_SINK_RETIREMENT_WAIT)

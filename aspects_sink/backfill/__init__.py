@@ -10,7 +10,7 @@ fast, resumable, and saying where it is.
 * :mod:`.job` runs one sink from start to report.
 """
 
-from aspects_sink.backfill.job import BackfillOptions, ObjectBackfill, ObjectReport
+from aspects_sink.backfill.job import BackfillOptions, SinkBackfill, SinkReport
 from aspects_sink.backfill.source import BackfillError, dumpable
 
-__all__ = ["BackfillError", "BackfillOptions", "ObjectBackfill", "ObjectReport", "dumpable"]
+__all__ = ["BackfillError", "BackfillOptions", "SinkBackfill", "SinkReport", "dumpable"]

@@ -10,7 +10,8 @@ stale Celery task, finds it changed and stops instead of writing beside a newer 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from django.db import transaction
@@ -23,11 +24,42 @@ from aspects_sink.models import DumpCheckpoint
 UNFINISHED = (DumpCheckpoint.PENDING, DumpCheckpoint.RUNNING, DumpCheckpoint.STOPPED)
 
 
+@dataclass(frozen=True)
+class RunParameters:
+    """
+    What every range of a run keeps (``DumpCheckpoint.parameters``, as JSON): the selection, which a
+    resumed run must keep (``SELECTION``), where the rows go, and the batch settings Celery workers read.
+    """
+
+    force: bool = False
+    limit: int | None = None
+    ids_to_skip: tuple[str, ...] = ()
+    start_pk: str = ""
+    target: str = ""
+    batch_size: int = 10_000
+    sleep_time: float = 0.0
+
+    SELECTION = ("force", "limit", "ids_to_skip", "start_pk")
+
+    def selection(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.SELECTION}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ids_to_skip": list(self.ids_to_skip)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunParameters:
+        """The parameters a checkpoint row holds; names it lacks (an older release's row) keep their defaults."""
+        known = {field.name for field in fields(cls)}
+        values = {name: value for name, value in data.items() if name in known}
+        return cls(**{**values, "ids_to_skip": tuple(values.get("ids_to_skip") or ())})
+
+
 class RangeCancelled(BackfillError):
     """The range was stopped or handed to another run while this one worked on it."""
 
 
-class Checkpoint:
+class RangeCheckpoint:
     """
     One range of one sink's keys and the progress made in it.
 
@@ -41,7 +73,7 @@ class Checkpoint:
         self.persist = persist
 
     def __repr__(self) -> str:
-        return f"<Checkpoint {self.row}>"
+        return f"<RangeCheckpoint {self.row}>"
 
     def _key(self, text: str) -> Any:
         return self.source.parse_key(text) if text else None
@@ -105,12 +137,12 @@ class Checkpoint:
         return DumpCheckpoint.objects.filter(pk=self.row.pk, token=self.row.token, state=DumpCheckpoint.RUNNING)
 
 
-def begin(sink_name: str, parameters: dict, ranges: Sequence[tuple[str, str]]) -> list[DumpCheckpoint]:
+def begin(sink_name: str, parameters: RunParameters, ranges: Sequence[tuple[str, str]]) -> list[DumpCheckpoint]:
     """Record a new run of one sink, one row per range; the sink's previous checkpoints are dropped."""
     with transaction.atomic():
         DumpCheckpoint.objects.filter(sink=sink_name).delete()
         return DumpCheckpoint.objects.bulk_create(
-            DumpCheckpoint(sink=sink_name, range_start=start, range_end=end, parameters=parameters)
+            DumpCheckpoint(sink=sink_name, range_start=start, range_end=end, parameters=parameters.to_json())
             for start, end in ranges
         )
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aspects_sink.backfill import checkpoints, workers
-from aspects_sink.backfill.checkpoints import Checkpoint
+from aspects_sink.backfill.checkpoints import RangeCheckpoint, RunParameters
 from aspects_sink.backfill.runner import Tally, dump_range
 from aspects_sink.backfill.source import BackfillError, BackfillSource
 from aspects_sink.models import DumpCheckpoint
@@ -36,12 +36,7 @@ class BackfillOptions:
 
     def selection(self) -> dict:
         """The options that decide which objects a run dumps; a resumed run keeps those of its first run."""
-        return {
-            "force": self.force,
-            "limit": self.limit,
-            "ids_to_skip": list(self.ids_to_skip),
-            "start_pk": self.start_pk,
-        }
+        return {"force": self.force, "limit": self.limit, "ids_to_skip": self.ids_to_skip, "start_pk": self.start_pk}
 
     def given_selection(self) -> dict:
         """The selection options set on the command line, that is, not left at their defaults."""
@@ -50,7 +45,7 @@ class BackfillOptions:
 
 
 @dataclass
-class ObjectReport(Tally):
+class SinkReport(Tally):
     """One line of the summary: what this run did with one sink, how long it took, and any remark."""
 
     sink: str = ""
@@ -62,7 +57,7 @@ class ObjectReport(Tally):
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-class ObjectBackfill:
+class SinkBackfill:
     """
     The backfill of one sink. Construction checks everything that can be checked before anything is
     written (malformed or missing ids, a resume that does not match its checkpoints), so a run over
@@ -72,17 +67,17 @@ class ObjectBackfill:
     def __init__(self, sink: Sink, options: BackfillOptions, transport: ClickHouseTransport):
         self.options = options
         self.transport = transport
-        self.report = ObjectReport(sink=sink.name)
+        self.report = SinkReport(sink=sink.name)
         self.previous = checkpoints.latest(sink.name) if options.resume else []
         self.parameters = self._run_parameters(sink.name)
         self.source = BackfillSource(
             sink,
             ids=options.ids,
-            ids_to_skip=self.parameters["ids_to_skip"],
-            only_changed=not self.parameters["force"],
+            ids_to_skip=self.parameters.ids_to_skip,
+            only_changed=not self.parameters.force,
         )
-        if self.parameters["start_pk"]:
-            self.source.parse_keys([self.parameters["start_pk"]])
+        if self.parameters.start_pk:
+            self.source.parse_keys([self.parameters.start_pk])
         missing = self.source.missing_ids() if options.ids else []
         if missing:
             raise BackfillError(f"no {sink.name} with id {', '.join(missing)}")
@@ -91,7 +86,7 @@ class ObjectBackfill:
     def name(self) -> str:
         return self.source.name
 
-    def _run_parameters(self, sink_name: str) -> dict:
+    def _run_parameters(self, sink_name: str) -> RunParameters:
         """
         What the checkpoints keep: the selection (this command's, or on --resume the interrupted run's),
         where the rows go, and the batch settings that Celery workers read.
@@ -100,56 +95,55 @@ class ObjectBackfill:
         target = f"{config.safe_url} database {config.database}"
         selection = self.options.selection()
         if self.previous:
-            stored = self.previous[0].parameters
-            conflicts = [name for name, value in self.options.given_selection().items() if stored.get(name) != value]
+            stored = RunParameters.from_json(self.previous[0].parameters)
+            given = self.options.given_selection()
+            conflicts = [name for name, value in given.items() if getattr(stored, name) != value]
             if conflicts:
                 raise BackfillError(
                     f"cannot resume {sink_name}: its run was started with other {', '.join(conflicts)}; "
                     "resume with the same options, or start a new run without --resume"
                 )
-            if stored.get("target") != target:
-                raise BackfillError(f"cannot resume {sink_name}: its run wrote to {stored.get('target')}, not {target}")
-            selection = {name: stored[name] for name in selection}
-        return {
-            **selection,
-            "target": target,
-            "batch_size": self.options.batch_size,
-            "sleep_time": self.options.sleep_time,
-        }
+            if stored.target != target:
+                raise BackfillError(f"cannot resume {sink_name}: its run wrote to {stored.target}, not {target}")
+            selection = stored.selection()
+        return RunParameters(
+            **selection, target=target, batch_size=self.options.batch_size, sleep_time=self.options.sleep_time
+        )
 
     # -- what is left to do ----------------------------------------------------------------------------
 
-    def _new_ranges(self) -> list[Checkpoint]:
+    def _new_ranges(self) -> list[RangeCheckpoint]:
         """A new run's ranges: one, or one per worker; in memory only for --ids, which cannot be resumed."""
         if self.options.ids:
-            return [Checkpoint(DumpCheckpoint(sink=self.name, parameters=self.parameters), self.source, persist=False)]
-        start = self.parameters["start_pk"]
+            row = DumpCheckpoint(sink=self.name, parameters=self.parameters.to_json())
+            return [RangeCheckpoint(row, self.source, persist=False)]
+        start = self.parameters.start_pk
         bounds = workers.split(self.source, start, self.options.workers) if self.options.workers else [(start, "")]
-        return [Checkpoint(row, self.source) for row in checkpoints.begin(self.name, self.parameters, bounds)]
+        return [RangeCheckpoint(row, self.source) for row in checkpoints.begin(self.name, self.parameters, bounds)]
 
-    def _resumed_ranges(self, *, persist: bool = True) -> list[Checkpoint]:
-        return [Checkpoint(row, self.source, persist=persist) for row in checkpoints.unfinished(self.previous)]
+    def _resumed_ranges(self, *, persist: bool = True) -> list[RangeCheckpoint]:
+        return [RangeCheckpoint(row, self.source, persist=persist) for row in checkpoints.unfinished(self.previous)]
 
-    def _progress_totals(self, ranges: Sequence[Checkpoint]) -> tuple[int, int]:
+    def _progress_totals(self, ranges: Sequence[RangeCheckpoint]) -> tuple[int, int]:
         """Objects in all and objects dealt with before this run (when resuming), for the progress bar."""
         done = sum(checkpoint.done for checkpoint in ranges)
         left = sum(self.source.count(checkpoint.after, checkpoint.up_to) for checkpoint in ranges)
-        limit = self.parameters["limit"]
+        limit = self.parameters.limit
         if limit is not None and self.source.change_tracking is None:
             left = min(left, max(limit - done, 0))
         return done + left, done
 
     # -- running -----------------------------------------------------------------------------------------
 
-    def dry_run(self) -> ObjectReport:
+    def dry_run(self) -> SinkReport:
         """Count what a run would dump, reading keys only; nothing is written anywhere."""
         self.source.prepare(self.transport)
         if self.options.resume:
             ranges = self._resumed_ranges(persist=False)
         else:
-            whole = DumpCheckpoint(sink=self.name, range_start=self.parameters["start_pk"])
-            ranges = [Checkpoint(whole, self.source, persist=False)]
-        limit = self.parameters["limit"]
+            whole = DumpCheckpoint(sink=self.name, range_start=self.parameters.start_pk)
+            ranges = [RangeCheckpoint(whole, self.source, persist=False)]
+        limit = self.parameters.limit
         for checkpoint in ranges:
             remaining = None if limit is None else max(limit - checkpoint.row.rows - checkpoint.row.failed, 0)
             pages = self.source.pages(
@@ -161,7 +155,7 @@ class ObjectBackfill:
         self.report.note = "dry run: nothing written"
         return self.report
 
-    def run(self, progress: ProgressReporter) -> ObjectReport:
+    def run(self, progress: ProgressReporter) -> SinkReport:
         """
         Dump the sink's selection and return the report. When this raises (ClickHouse unavailable, Ctrl-C,
         unresponsive workers) ``self.report`` still counts every batch ClickHouse acknowledged.
@@ -184,7 +178,7 @@ class ObjectBackfill:
             self.report.seconds = time.monotonic() - started
         return self.report
 
-    def _run_here(self, ranges: Sequence[Checkpoint], progress: ProgressReporter) -> None:
+    def _run_here(self, ranges: Sequence[RangeCheckpoint], progress: ProgressReporter) -> None:
         for checkpoint in ranges:
             checkpoint.start()
             try:
@@ -194,7 +188,7 @@ class ObjectBackfill:
                     self.transport,
                     batch_size=self.options.batch_size,
                     sleep_time=self.options.sleep_time,
-                    limit=self.parameters["limit"],
+                    limit=self.parameters.limit,
                     on_batch=progress.advance,
                     tally=self.report,
                 )
@@ -202,7 +196,7 @@ class ObjectBackfill:
                 checkpoint.stop(f"{type(error).__name__}: {error}")
                 raise
 
-    def _run_on_workers(self, ranges: Sequence[Checkpoint], progress: ProgressReporter) -> None:
+    def _run_on_workers(self, ranges: Sequence[RangeCheckpoint], progress: ProgressReporter) -> None:
         rows = [checkpoint.row for checkpoint in ranges]
         before = {row.id: (row.rows, row.skipped, row.failed) for row in rows}
         workers.dispatch(rows)

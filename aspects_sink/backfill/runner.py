@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aspects_sink import outbox
-from aspects_sink.backfill.checkpoints import Checkpoint
+from aspects_sink.backfill.checkpoints import RangeCheckpoint
 from aspects_sink.backfill.source import BackfillSource
+from aspects_sink.models import VersionTick
 from aspects_sink.sinks.base import SerializationError, Stamp
 from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport
 
@@ -48,7 +48,7 @@ class Tally:
 
 def dump_range(
     source: BackfillSource,
-    checkpoint: Checkpoint,
+    checkpoint: RangeCheckpoint,
     transport: ClickHouseTransport,
     *,
     batch_size: int,
@@ -70,7 +70,7 @@ def dump_range(
         batch_size, checkpoint.after, checkpoint.up_to, limit=remaining, pause=lambda: time.sleep(sleep_time)
     )
     while True:
-        stamp = Stamp(version=outbox.allocate_version())  # before the page's rows are read: ADR 0002
+        stamp = Stamp(version=VersionTick.allocate())  # before the page's rows are read: ADR 0002
         page = next(pages, None)
         if page is None:
             break

@@ -14,16 +14,17 @@ import logging
 import time
 from collections.abc import Sequence
 
-from django.conf import settings
-
 from aspects_sink.backfill import checkpoints
-from aspects_sink.backfill.checkpoints import Checkpoint, RangeCancelled
+from aspects_sink.backfill.checkpoints import RangeCancelled, RangeCheckpoint
 from aspects_sink.backfill.runner import dump_range
 from aspects_sink.backfill.source import BackfillError, BackfillSource
+from aspects_sink.conf import aspects_settings
 from aspects_sink.connection import get_transport
 from aspects_sink.models import DumpCheckpoint
 from aspects_sink.progress import ProgressReporter
+from aspects_sink.scheduling import send_task
 from aspects_sink.sinks.registry import get_sink
+from aspects_sink.task_names import RANGE_TASK
 from aspects_sink.transport import TransportError
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,10 @@ def split(source: BackfillSource, start: str, count: int) -> list[tuple[str, str
 
 def dispatch(rows: Sequence[DumpCheckpoint]) -> None:
     """Send one task per range; raise BackfillError if the broker cannot take them."""
-    from aspects_sink.tasks import dump_backfill_range  # noqa: PLC0415 - the task module imports this one
-
     for row in rows:
         token = checkpoints.hand_out(row)
         try:
-            dump_backfill_range.apply_async(
-                args=(row.id, str(token)), queue=settings.ASPECTS_SINK_CELERY_QUEUE, retry=False
-            )
+            send_task(RANGE_TASK, (row.id, str(token)))
         except Exception as error:
             checkpoints.give_up([row.id for row in rows], f"broker unreachable: {error}")
             raise BackfillError(f"cannot send backfill tasks to the Celery broker: {error}") from error
@@ -94,7 +91,7 @@ def wait(rows: Sequence[DumpCheckpoint], progress: ProgressReporter, timeout: fl
 
 def _unresponsive(rows: Sequence[DumpCheckpoint], timeout: float) -> str:
     if all(row.state == DumpCheckpoint.PENDING for row in rows):
-        queue = settings.ASPECTS_SINK_CELERY_QUEUE or "the default queue"
+        queue = aspects_settings.ASPECTS_SINK_CELERY_QUEUE or "the default queue"
         return (
             f"no Celery worker picked up the backfill tasks within {timeout:g}s: start a worker on {queue}, "
             "or run without --workers; then use --resume"
@@ -108,11 +105,9 @@ def run_dispatched(row_id: int, token: str) -> None:
     if row is None:
         log.info("aspects_sink backfill: range %s was given up on or handed out again; nothing to do", row_id)
         return
-    parameters = row.parameters
-    source = BackfillSource(
-        get_sink(row.sink), ids_to_skip=parameters.get("ids_to_skip", ()), only_changed=not parameters.get("force")
-    )
-    checkpoint = Checkpoint(row, source)
+    parameters = checkpoints.RunParameters.from_json(row.parameters)
+    source = BackfillSource(get_sink(row.sink), ids_to_skip=parameters.ids_to_skip, only_changed=not parameters.force)
+    checkpoint = RangeCheckpoint(row, source)
     try:
         transport = get_transport()
         source.prepare(transport)
@@ -120,8 +115,8 @@ def run_dispatched(row_id: int, token: str) -> None:
             source,
             checkpoint,
             transport,
-            batch_size=parameters["batch_size"],
-            sleep_time=parameters.get("sleep_time", 0),
+            batch_size=parameters.batch_size,
+            sleep_time=parameters.sleep_time,
         )
     except RangeCancelled:
         log.info("aspects_sink backfill: range %s was stopped by the command; leaving it", row_id)

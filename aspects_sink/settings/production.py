@@ -1,51 +1,29 @@
-"""Production settings: every aspects-sink setting may be overridden from ``ENV_TOKENS`` (Tutor's config)."""
+"""
+Production settings: every aspects-sink setting may come from ``ENV_TOKENS`` (Tutor's config).
 
+edx-platform's ``lms/envs/production.py`` copies the YAML config into the settings module
+(``vars().update(...)``) *before* it runs the plugins' production settings, so by the time this runs a
+mapping given in YAML (say, only the ClickHouse password) has already replaced the whole default. The
+operator's value is therefore merged over the plugin's own default (:func:`aspects_sink.conf.merged`),
+never over what the settings module holds.
+"""
+
+from aspects_sink.conf import DEFAULTS, SINK_SETTING_TEMPLATE, merged
 from aspects_sink.settings.common import schedule_sweep
 
-OVERRIDABLE = (
-    "EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG",
-    "EVENT_SINK_CLICKHOUSE_MODEL_CONFIG",
-    "EVENT_SINK_CLICKHOUSE_PII_MODELS",
-    "ASPECTS_ENABLE_PII",
-    "EVENT_SINK_CLICKHOUSE_COURSE_OVERVIEWS_ENABLED",
-    "EVENT_SINK_CLICKHOUSE_USER_PROFILE_ENABLED",
-    "EVENT_SINK_CLICKHOUSE_EXTERNAL_ID_ENABLED",
-    "EVENT_SINK_CLICKHOUSE_COURSE_ENROLLMENT_ENABLED",
-    "EVENT_SINK_CLICKHOUSE_USER_RETIREMENT_ENABLED",
-    "ASPECTS_SINK_EXTRA_SINKS",
-    "ASPECTS_SINK_CELERY_QUEUE",
-    "ASPECTS_SINK_BATCH_SIZE",
-    "ASPECTS_SINK_FLUSH_INTERVAL_SECONDS",
-    "ASPECTS_SINK_MAX_ATTEMPTS",
-    "ASPECTS_SINK_RETRY_BASE_SECONDS",
-    "ASPECTS_SINK_RETRY_MAX_SECONDS",
-    "ASPECTS_SINK_SWEEP_INTERVAL_SECONDS",
-    "ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS",
-    "ASPECTS_SINK_RETIREMENT_WAIT",
-    "ASPECTS_SINK_CLUSTER",
-    "ASPECTS_SINK_XAPI_ENABLED",
-    "ASPECTS_SINK_XAPI_DATABASE",
-    "ASPECTS_SINK_XAPI_TABLE",
-    "ASPECTS_SINK_XAPI_BATCH_SIZE",
-    "ASPECTS_SINK_XAPI_FLUSH_INTERVAL_SECONDS",
-    "ASPECTS_SINK_XAPI_MAX_ATTEMPTS",
-    "ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS",
-    "ASPECTS_SINK_XAPI_EVENTS",
-    "ASPECTS_SINK_XAPI_IN_REQUEST",
-)
+_SINK_SWITCH_PREFIX, _, _SINK_SWITCH_SUFFIX = SINK_SETTING_TEMPLATE.partition("{}")
 
 
 def plugin_settings(settings):
-    """Override the defaults with whatever the operator set in ENV_TOKENS."""
+    """Take whatever the operator set in ENV_TOKENS, mappings merged over the defaults."""
     env_tokens = getattr(settings, "ENV_TOKENS", {}) or {}
-    for name in OVERRIDABLE:
-        if name not in env_tokens:
-            continue
-        value = env_tokens[name]
-        current = getattr(settings, name, None)
-        # A partial dict in ENV_TOKENS (say, only the ClickHouse password) keeps the other defaults.
-        if isinstance(value, dict) and isinstance(current, dict):
-            value = {**current, **value}
-        setattr(settings, name, value)
+    for name, value in env_tokens.items():
+        if name in DEFAULTS or _is_sink_switch(name):
+            setattr(settings, name, merged(name, value))
     # The sweep's interval may have changed.
     schedule_sweep(settings)
+
+
+def _is_sink_switch(name: str) -> bool:
+    """A site sink's ``EVENT_SINK_CLICKHOUSE_<NAME>_ENABLED``, which has no default of ours."""
+    return name.startswith(_SINK_SWITCH_PREFIX) and name.endswith(_SINK_SWITCH_SUFFIX)

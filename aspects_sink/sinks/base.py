@@ -1,6 +1,6 @@
 """
 What a sink is: a small declarative description of one kind of object and the ClickHouse rows it
-becomes. A sink reads the platform (through ``aspects_sink.platform``) and returns column batches
+becomes. A sink reads the platform (through ``aspects_sink.edx_platform``) and returns column batches
 or statements; it never talks to ClickHouse itself. Delivery and backfill hand its output to the
 transport.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
-from django.conf import settings
-
-from aspects_sink import platform, toggles
+from aspects_sink import edx_platform, toggles
+from aspects_sink.conf import aspects_settings
+from aspects_sink.models import LeasedEntry, OutboxEntry
 from aspects_sink.sinks import columns as col
 from aspects_sink.transport import ColumnBatch
 
@@ -67,49 +67,100 @@ class Statement:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A ClickHouse table a sink writes: columns (with bookkeeping), sorting key and user column."""
+    """
+    A ClickHouse table a sink writes, everything the schema command, the sinks and retirement need of it.
+
+    ``database`` None means the sinks' database (``EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG["database"]``).
+    Sinks' tables carry the bookkeeping columns and collapse on ``version`` (docs/decisions/0002); a table
+    of rows that never change (the raw xAPI table) has neither, and the last insert of a key wins.
+    ``user_id_column`` is what retirement matches a user on.
+    """
 
     name: str
     columns: tuple[col.Column, ...]
     key: tuple[str, ...]
     user_id_column: str | None = None
+    database: str | None = None
+    partition_by: str | None = None
+    version_column: str | None = "version"
+    bookkeeping: tuple[col.Column, ...] = BOOKKEEPING_COLUMNS
 
     @property
     def all_columns(self) -> tuple[col.Column, ...]:
-        return self.columns + BOOKKEEPING_COLUMNS
+        return self.columns + self.bookkeeping
 
     @property
     def pii_columns(self) -> tuple[col.Column, ...]:
         return tuple(column for column in self.columns if column.pii)
 
-    def batch(self, data: Sequence[Sequence], stamp: Stamp) -> ColumnBatch:
-        """Attach the bookkeeping columns to the sink's own column data."""
-        rows = len(data[0]) if data else 0
-        bookkeeping = ([stamp.dump_id(self.name)] * rows, [str(stamp.dumped_at)] * rows, [stamp.version] * rows)
+    @property
+    def insert_target(self) -> str:
+        """What an INSERT names: ``database.table`` for a table outside the sinks' database, else the table."""
+        return f"{self.database}.{self.name}" if self.database else self.name
+
+    def batch(self, data: Sequence[Sequence], stamp: Stamp | None = None) -> ColumnBatch:
+        """The sink's own column data, with the bookkeeping columns of ``stamp`` attached when the table has them."""
+        if self.bookkeeping:
+            rows = len(data[0]) if data else 0
+            data = (
+                *data,
+                [stamp.dump_id(self.name)] * rows,
+                [str(stamp.dumped_at)] * rows,
+                [stamp.version] * rows,
+            )
         all_columns = self.all_columns
         return ColumnBatch(
-            table=self.name,
+            table=self.insert_target,
             column_names=tuple(column.name for column in all_columns),
             column_types=tuple(column.clickhouse_type for column in all_columns),
-            columns=(*data, *bookkeeping),
+            columns=tuple(data),
         )
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """
+    Where a sink's pending work waits in the LMS database, and the settings that bound it.
+
+    Platform objects share the ``OutboxEntry`` table, told apart by ``sink_field``, and an entry only names
+    its object (``key_field``), read again when sent. Work that cannot be read again later carries its
+    payload in a table of its own (``sink_field`` None), as xAPI statements do. ``max_dead_setting`` None
+    keeps dead letters until replayed; otherwise the oldest beyond the bound are deleted, each logged with
+    its ``payload_field``, so a flood of rejected entries cannot fill the database.
+    """
+
+    model: type[LeasedEntry] = OutboxEntry
+    sink_field: str | None = "sink"
+    key_field: str = "object_id"
+    batch_size_setting: str = "ASPECTS_SINK_BATCH_SIZE"
+    max_attempts_setting: str = "ASPECTS_SINK_MAX_ATTEMPTS"
+    max_dead_setting: str | None = None
+    payload_field: str | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether the queue's entries sit in the ``OutboxEntry`` table beside other sinks'."""
+        return self.sink_field is not None
 
 
 class Sink:
     """
     Base for every sink. Subclasses set the class attributes; most need nothing else.
 
-    ``name`` is what the CLI and the outbox call the sink; ``model`` is the key of the model it
-    reads in ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG``; ``lookup`` the field the live path's object ids
-    refer to; ``saved_models`` the models (same keys) whose ``post_save`` re-sends the saved
-    instance's ``lookup`` value; ``pii`` says that whole rows are personal data; ``order`` sorts a
-    full backfill.
+    ``name`` is what the CLI (``--object``, a name kept from platform-plugin-aspects), the outbox and the
+    settings call the sink; ``model`` is the key of the model it reads in
+    ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG``; ``lookup`` the field the live path's object ids refer to;
+    ``saved_models`` the models (same keys) whose ``post_save`` re-sends the saved instance's ``lookup``
+    value; ``queue`` where its pending work waits; ``pii`` says that whole rows are personal data;
+    ``order`` sorts a full backfill. Its tables come from :meth:`tables`: a sink declares what it sends
+    where in one place, and the schema command, retirement and the drains read it there.
     """
 
     name: ClassVar[str]
     model: ClassVar[str]
     lookup: ClassVar[str] = "pk"
     saved_models: ClassVar[tuple[str, ...]] = ()
+    queue: ClassVar[QueueSpec] = QueueSpec()
     # The setting holding the shortest time between two drains of this sink: few, large INSERTs.
     drain_interval_setting: ClassVar[str] = "ASPECTS_SINK_FLUSH_INTERVAL_SECONDS"
     pii: ClassVar[bool] = False
@@ -129,11 +180,11 @@ class Sink:
         return toggles.sink_enabled(self.name)
 
     def get_model(self):
-        return platform.get_model(self.model)
+        return edx_platform.get_model(self.model)
 
     @property
     def drain_interval(self) -> float:
-        return float(getattr(settings, self.drain_interval_setting))
+        return float(getattr(aspects_settings, self.drain_interval_setting))
 
     @property
     def shows_user_fields(self) -> bool:
@@ -187,8 +238,8 @@ class ModelSink(Sink):
         user again: the platform renames retired accounts with ``RETIRED_USERNAME_PREFIX``.
         """
         queryset = self.get_model()._default_manager.all()
-        if self.user_id_column and self.name in getattr(settings, "EVENT_SINK_CLICKHOUSE_PII_MODELS", ()):
-            prefix = getattr(settings, "RETIRED_USERNAME_PREFIX", "retired__user_")
+        if self.user_id_column and self.name in aspects_settings.EVENT_SINK_CLICKHOUSE_PII_MODELS:
+            prefix = aspects_settings.RETIRED_USERNAME_PREFIX
             queryset = queryset.exclude(user__username__startswith=prefix)
         annotations = self.annotations()
         return queryset.annotate(**annotations) if annotations else queryset

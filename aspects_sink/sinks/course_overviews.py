@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from itertools import chain
 from typing import Any
 
-from aspects_sink import platform
+from aspects_sink import edx_platform
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks.base import ModelSink, Stamp, TableSpec
 from aspects_sink.transport import ColumnBatch
@@ -90,12 +90,12 @@ class CourseOverviewSink(ModelSink):
         return [overviews, self.serialize_blocks(course_keys, stamp)]
 
     def serialize_blocks(self, course_keys: Sequence[str], stamp: Stamp) -> ColumnBatch:
-        store = platform.modulestore()
-        revision = platform.published_only_revision()
-        detached = platform.detached_block_types()
+        store = edx_platform.modulestore()
+        revision = edx_platform.published_only_revision()
+        detached = edx_platform.detached_block_types()
         rows = []
         for course_key in course_keys:
-            course_key_object = _course_key(course_key)
+            course_key_object = edx_platform.course_key(course_key)
             root = store.get_course(course_key_object, revision=revision)
             if root is None:
                 continue
@@ -109,12 +109,6 @@ class CourseOverviewSink(ModelSink):
         return COURSE_BLOCKS.batch(
             [column.convert_all(values) for column, values in zip(COURSE_BLOCKS.columns, data)], stamp
         )
-
-
-def _course_key(course_key: str):
-    from opaque_keys.edx.keys import CourseKey  # noqa: PLC0415 - opaque-keys comes with the platform
-
-    return CourseKey.from_string(str(course_key))
 
 
 def _walk(block, counters: list[int]) -> Iterator[tuple[Any, tuple[int, int, int]]]:

@@ -1,7 +1,9 @@
 """
-Which sinks exist: the built-ins, dotted paths in ``ASPECTS_SINK_EXTRA_SINKS``, and classes
-advertised by installed packages in the ``aspects_sink.sinks`` entry-point group. A site adds a
-sink by shipping one class; nothing in this package changes.
+The one registry of what is sent where: every sink (the built-ins, dotted paths in
+``ASPECTS_SINK_EXTRA_SINKS``, and classes advertised by installed packages in the ``aspects_sink.sinks``
+entry-point group), each declaring its queue and its tables. The drains, the sweep, the schema command,
+retirement and the dead-letter tools all find their sinks here. A site adds a sink by shipping one class;
+nothing in this package changes.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from django.conf import settings
 from django.utils.module_loading import import_string
 
-from aspects_sink.sinks.base import Sink
+from aspects_sink.conf import aspects_settings
+from aspects_sink.sinks.base import Sink, TableSpec
 
 BUILTIN_SINKS = (
     "aspects_sink.sinks.course_overviews.CourseOverviewSink",
@@ -20,6 +22,7 @@ BUILTIN_SINKS = (
     "aspects_sink.sinks.external_id.ExternalIdSink",
     "aspects_sink.sinks.course_enrollment.CourseEnrollmentSink",
     "aspects_sink.sinks.user_retirement.UserRetirementSink",
+    "aspects_sink.sinks.xapi_statements.XapiStatementSink",
 )
 ENTRY_POINT_GROUP = "aspects_sink.sinks"
 
@@ -38,7 +41,7 @@ class UnknownSink(KeyError):
 
 def _sink_classes() -> list[type[Sink]]:
     classes = [import_string(path) for path in BUILTIN_SINKS]
-    classes += [import_string(path) for path in getattr(settings, "ASPECTS_SINK_EXTRA_SINKS", [])]
+    classes += [import_string(path) for path in aspects_settings.ASPECTS_SINK_EXTRA_SINKS]
     classes += [entry_point.load() for entry_point in entry_points(group=ENTRY_POINT_GROUP)]
     return classes
 
@@ -58,7 +61,7 @@ def _registry(extra_sinks: tuple[str, ...]) -> dict[str, Sink]:
 
 def all_sinks() -> dict[str, Sink]:
     """Every sink by name, in backfill order."""
-    return _registry(tuple(getattr(settings, "ASPECTS_SINK_EXTRA_SINKS", [])))
+    return _registry(tuple(aspects_settings.ASPECTS_SINK_EXTRA_SINKS))
 
 
 def get_sink(name: str) -> Sink:
@@ -72,3 +75,12 @@ def get_sink(name: str) -> Sink:
 def enabled_sinks() -> list[Sink]:
     """The sinks switched on (settings, waffle flags, PII switch), in backfill order."""
     return [sink for sink in all_sinks().values() if sink.is_enabled()]
+
+
+def all_tables() -> list[TableSpec]:
+    """Every table of every sink, once each (two sinks may write one table)."""
+    tables: dict[tuple[str | None, str], TableSpec] = {}
+    for sink in all_sinks().values():
+        for table in sink.tables():
+            tables.setdefault((table.database, table.name), table)
+    return list(tables.values())

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
-
 from aspects_sink import schema
+from aspects_sink.conf import aspects_settings
 from aspects_sink.sinks.base import Sink, Stamp, Statement, TableSpec
+from aspects_sink.sinks.registry import all_sinks
 
 
 class UserRetirementSink(Sink):
@@ -26,10 +26,8 @@ class UserRetirementSink(Sink):
     description = "Removes retired users' personal data from every table (mutations, not rows)"
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[Statement]:
-        from aspects_sink.sinks.registry import all_sinks  # noqa: PLC0415 - the registry imports this module
-
         user_ids = sorted({int(user_id) for user_id in object_ids})
-        pii_sinks = set(getattr(settings, "EVENT_SINK_CLICKHOUSE_PII_MODELS", ()))
+        pii_sinks = set(aspects_settings.EVENT_SINK_CLICKHOUSE_PII_MODELS)
         statements = []
         for sink in all_sinks().values():
             for table in sink.tables():

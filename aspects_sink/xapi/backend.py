@@ -10,7 +10,6 @@ included); without one, ERB's routing is skipped.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import transaction
 from event_routing_backends.backends.async_events_router import AsyncEventsRouter
 from event_routing_backends.backends.sync_events_router import SyncEventsRouter
@@ -18,12 +17,14 @@ from event_routing_backends.models import RouterConfiguration
 from eventtracking.backends.routing import RoutingBackend
 from eventtracking.processors.exceptions import EventEmissionExit
 
+from aspects_sink import toggles
+from aspects_sink.conf import aspects_settings
 from aspects_sink.xapi import store
 
 
 def statements_wanted(event_name: str) -> bool:
     """Whether ``ASPECTS_SINK_XAPI_EVENTS`` lets this event into ClickHouse (None: every event ERB allows)."""
-    allowed = settings.ASPECTS_SINK_XAPI_EVENTS
+    allowed = aspects_settings.ASPECTS_SINK_XAPI_EVENTS
     return allowed is None or event_name in allowed
 
 
@@ -38,7 +39,7 @@ class ClickHouseRouting:
     backend_name: str
 
     def send(self, event: dict) -> None:
-        if settings.ASPECTS_SINK_XAPI_ENABLED and statements_wanted(event.get("name", "")):
+        if toggles.xapi_enabled() and statements_wanted(event.get("name", "")):
             statements = self.process_event(event)
             with transaction.atomic():
                 store.record(statements)

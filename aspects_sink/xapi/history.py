@@ -31,6 +31,7 @@ from event_routing_backends.management.commands.helpers.event_log_parser import 
 from eventtracking import tracker
 
 from aspects_sink.progress import ProgressReporter
+from aspects_sink.sinks.xapi_statements import raw_batch
 from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport
 from aspects_sink.xapi import store
 from aspects_sink.xapi.backend import statements_wanted
@@ -61,7 +62,7 @@ class HistoryReport:
         return self.statements / self.seconds if self.seconds else 0.0
 
 
-class Checkpoint:
+class HistoryCheckpoint:
     """Lines done per log file, in a JSON file replaced atomically after every acknowledged batch."""
 
     def __init__(self, path: Path, done: dict[str, int] | None = None):
@@ -69,7 +70,7 @@ class Checkpoint:
         self.done = dict(done or {})
 
     @classmethod
-    def load(cls, path: Path) -> Checkpoint:
+    def load(cls, path: Path) -> HistoryCheckpoint:
         if not path.exists():
             return cls(path)
         try:
@@ -134,7 +135,7 @@ class HistoryImport:
         self,
         files: Sequence[Path],
         transport: ClickHouseTransport,
-        checkpoint: Checkpoint,
+        checkpoint: HistoryCheckpoint,
         *,
         batch_size: int,
         sleep_time: float = 0.0,
@@ -202,7 +203,7 @@ class HistoryImport:
         if not rows:
             return
         try:
-            self.transport.insert(store.raw_batch(rows))
+            self.transport.insert(raw_batch(rows))
         except (ClickHouseRejected, ValueError) as error:
             log.warning(
                 "aspects_sink: ClickHouse refused a batch of %d history statements (%s); queued for the drains, "

@@ -27,6 +27,8 @@ from django.conf import settings
 from eventtracking import tracker
 from eventtracking.django.django_tracker import override_default_tracker
 
+from aspects_sink import toggles
+from aspects_sink.conf import PluginSettings
 from aspects_sink.xapi.backend import ClickHouseRouting
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,8 @@ def route_xapi_to_clickhouse(config: Any) -> bool:
     ``ASPECTS_SINK_XAPI_ENABLED`` is off or ERB's backend is not configured; an ``xapi`` child with an
     engine of the operator's own is left alone.
     """
-    if not getattr(config, "ASPECTS_SINK_XAPI_ENABLED", False):
+    options = PluginSettings(config)
+    if not options.ASPECTS_SINK_XAPI_ENABLED:
         return False
     backends = getattr(config, "EVENT_TRACKING_BACKENDS", None) or {}
     transformer = copy.deepcopy(backends.get(TRANSFORMER_BACKEND))
@@ -63,7 +66,7 @@ def route_xapi_to_clickhouse(config: Any) -> bool:
     if xapi.get("ENGINE") in ERB_ROUTERS:
         xapi["ENGINE"] = ERB_ROUTERS[xapi["ENGINE"]]
         changed = True
-    if getattr(config, "ASPECTS_SINK_XAPI_IN_REQUEST", True) and transformer.get("ENGINE") == PER_EVENT_TASK_ENGINE:
+    if options.ASPECTS_SINK_XAPI_IN_REQUEST and transformer.get("ENGINE") == PER_EVENT_TASK_ENGINE:
         transformer["ENGINE"] = IN_PROCESS_ENGINE
         transformer["OPTIONS"].pop("backend_name", None)  # the Celery task's lookup key; RoutingBackend takes none
         changed = True
@@ -86,7 +89,7 @@ def wire_tracker() -> None:
     """
     route_xapi_to_clickhouse(settings)
     if not is_routed_to_clickhouse(settings):
-        if getattr(settings, "ASPECTS_SINK_XAPI_ENABLED", False):
+        if toggles.xapi_enabled():
             log.info("aspects_sink: event-routing-backends' xapi backend is not configured; no xAPI to ClickHouse")
         return
     if tracker.TRACKERS.get(tracker.DEFAULT_TRACKER_NAME) is not None and not _live_tracker_is_wired():

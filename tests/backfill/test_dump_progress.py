@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 
 from aspects_sink.progress import (
-    Column,
     LogProgress,
     SilentProgress,
+    SummaryColumn,
     TerminalProgress,
     format_duration,
     format_table,
@@ -119,7 +119,7 @@ def test_durations_are_short():
 
 
 def test_tables_align_numbers_right_and_text_left():
-    columns = (Column("name", str, align_right=False), Column("count", lambda row: f"{len(row):,}"))
+    columns = (SummaryColumn("name", str, align_right=False), SummaryColumn("count", lambda row: f"{len(row):,}"))
 
     assert format_table(columns, ["ab", "abcdefghijkl"]).splitlines() == [
         "name          count",

@@ -4,8 +4,7 @@ import pytest
 from common.djangoapps.student.models import UserProfile
 from django.core.management import CommandError
 
-from aspects_sink import outbox
-from aspects_sink.models import DumpCheckpoint
+from aspects_sink.models import DumpCheckpoint, VersionTick
 
 pytestmark = pytest.mark.django_db
 
@@ -23,17 +22,17 @@ def ctrl_c_after(monkeypatch):
     """Press Ctrl-C, once, when ``batches`` batches are done and the next one begins."""
 
     def arm(batches: int):
-        allocate_version = outbox.allocate_version
+        allocate = VersionTick.allocate
         started = []
 
         def interrupted_after_enough_batches():
             if len(started) == batches:
-                monkeypatch.setattr(outbox, "allocate_version", allocate_version)
+                monkeypatch.setattr(VersionTick, "allocate", allocate)
                 raise KeyboardInterrupt
             started.append(True)
-            return allocate_version()
+            return allocate()
 
-        monkeypatch.setattr(outbox, "allocate_version", interrupted_after_enough_batches)
+        monkeypatch.setattr(VersionTick, "allocate", interrupted_after_enough_batches)
 
     return arm
 

@@ -44,7 +44,7 @@ def test_a_task_for_a_range_given_up_on_does_nothing(clickhouse, dump, learners)
 
 def test_a_task_dumps_its_range_only(clickhouse, learners):
     learners(9)
-    parameters = {"force": False, "ids_to_skip": [], "batch_size": 2, "sleep_time": 0}
+    parameters = checkpoints.RunParameters(batch_size=2, sleep_time=0)
     keys = list(UserProfile.objects.order_by("id").values_list("id", flat=True))
     (row,) = checkpoints.begin("user_profile", parameters, [(str(keys[2]), str(keys[6]))])
     token = checkpoints.hand_out(row)

@@ -11,7 +11,7 @@ from common.djangoapps.student.models import UserProfile
 from django.db import transaction
 
 from aspects_sink import delivery, outbox
-from aspects_sink.models import OutboxEntry
+from aspects_sink.models import OutboxEntry, VersionTick
 from aspects_sink.sinks.base import SerializationError
 from aspects_sink.sinks.registry import get_sink
 from aspects_sink.transport import ClickHouseRejected, ClickHouseUnavailable
@@ -65,7 +65,7 @@ def test_repeated_changes_coalesce_into_one_row_and_one_insert(clickhouse, pii):
 def test_the_newest_read_wins_whatever_order_rows_arrive_in(clickhouse, pii):
     user = create_user("bea", "bea@example.com", city="Lyon")
     sink = get_sink("user_profile")
-    old_version, new_version = outbox.allocate_version(), outbox.allocate_version()
+    old_version, new_version = VersionTick.allocate(), VersionTick.allocate()
     profile = UserProfile.objects.get(user=user)
     profile.city = "Paris"
     profile.save()
@@ -137,5 +137,5 @@ def test_dead_letters_can_be_replayed(clickhouse, pii):
 
 
 def test_versions_increase():
-    first, second = outbox.allocate_version(), outbox.allocate_version()
+    first, second = VersionTick.allocate(), VersionTick.allocate()
     assert second > first

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from aspects_sink import tasks
+from aspects_sink import scheduling
 
 SINK = "user_profile"
 
@@ -31,12 +31,12 @@ def wake_ups(monkeypatch, settings):
     """Drains submitted to the publisher thread, instead of published; a clean schedule and a counted cache."""
     settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS = 1.0
     submitted = []
-    monkeypatch.setattr(tasks._publisher, "submit", lambda *drain: submitted.append(drain))
-    monkeypatch.setattr(tasks, "_scheduled_until", {})
-    counting = CountingCache(tasks.cache)
-    monkeypatch.setattr(tasks, "cache", counting)
-    counting.delete(tasks._scheduled_key(SINK))
-    counting.delete(tasks._last_drain_key(SINK))
+    monkeypatch.setattr(scheduling._publisher, "submit", lambda *drain: submitted.append(drain))
+    monkeypatch.setattr(scheduling, "_scheduled_until", {})
+    counting = CountingCache(scheduling.cache)
+    monkeypatch.setattr(scheduling, "cache", counting)
+    counting.delete(scheduling._scheduled_key(SINK))
+    counting.delete(scheduling._last_drain_key(SINK))
     counting.calls = 0
     return submitted, counting
 
@@ -44,20 +44,20 @@ def wake_ups(monkeypatch, settings):
 def test_one_drain_is_scheduled_and_later_wake_ups_skip_the_cache(wake_ups, monkeypatch):
     submitted, cache = wake_ups
     clock = [1_000_000.0]
-    monkeypatch.setattr(tasks.time, "time", lambda: clock[0])
+    monkeypatch.setattr(scheduling.time, "time", lambda: clock[0])
 
-    tasks.schedule_drain(SINK)
+    scheduling.schedule_drain(SINK)
     (sink, delay, token), calls = submitted[0], cache.calls
     assert (sink, delay) == (SINK, 1.0)
-    assert tasks._due(token) == pytest.approx(clock[0] + 1.0)
+    assert scheduling._due(token) == pytest.approx(clock[0] + 1.0)
 
     for _ in range(100):  # a hundred changes before the drain is due: no cache call, no other drain
         clock[0] += 0.005
-        tasks.schedule_drain(SINK)
+        scheduling.schedule_drain(SINK)
     assert (len(submitted), cache.calls) == (1, calls)
 
-    clock[0] += 1.0 - tasks.CLOCK_MARGIN  # the margin before the due time: ask the cache again
-    tasks.schedule_drain(SINK)
+    clock[0] += 1.0 - scheduling.CLOCK_MARGIN  # the margin before the due time: ask the cache again
+    scheduling.schedule_drain(SINK)
     assert cache.calls > calls
     assert len(submitted) == 1  # the drain has not started: it still holds the schedule
 
@@ -65,31 +65,31 @@ def test_one_drain_is_scheduled_and_later_wake_ups_skip_the_cache(wake_ups, monk
 def test_a_drain_scheduled_by_another_process_is_learnt_from_its_token(wake_ups, monkeypatch):
     submitted, cache = wake_ups
     clock = [2_000_000.0]
-    monkeypatch.setattr(tasks.time, "time", lambda: clock[0])
-    cache.set(tasks._scheduled_key(SINK), f"other-process@{clock[0] + 3:.3f}", timeout=60)
+    monkeypatch.setattr(scheduling.time, "time", lambda: clock[0])
+    cache.set(scheduling._scheduled_key(SINK), f"other-process@{clock[0] + 3:.3f}", timeout=60)
 
-    tasks.schedule_drain(SINK)
+    scheduling.schedule_drain(SINK)
     assert submitted == []
-    assert tasks._scheduled_until[SINK] == pytest.approx(clock[0] + 3 - tasks.CLOCK_MARGIN)
+    assert scheduling._scheduled_until[SINK] == pytest.approx(clock[0] + 3 - scheduling.CLOCK_MARGIN)
 
     calls = cache.calls
     clock[0] += 2.5
-    tasks.schedule_drain(SINK)
+    scheduling.schedule_drain(SINK)
     assert cache.calls == calls
 
 
 def test_once_the_drain_has_started_the_next_change_schedules_another(wake_ups, monkeypatch):
     submitted, cache = wake_ups
     clock = [3_000_000.0]
-    monkeypatch.setattr(tasks.time, "time", lambda: clock[0])
-    tasks.schedule_drain(SINK)
+    monkeypatch.setattr(scheduling.time, "time", lambda: clock[0])
+    scheduling.schedule_drain(SINK)
 
     clock[0] += 1.0
-    cache.delete(tasks._scheduled_key(SINK))  # what the drain does first when it starts
-    tasks.schedule_drain(SINK)
+    cache.delete(scheduling._scheduled_key(SINK))  # what the drain does first when it starts
+    scheduling.schedule_drain(SINK)
     assert len(submitted) == 2
 
 
 @pytest.mark.parametrize("token", [None, "", "no-due-time", "abc@not-a-number"])
 def test_a_token_without_a_due_time_means_ask_again(token):
-    assert tasks._due(token) == 0.0
+    assert scheduling._due(token) == 0.0

@@ -18,7 +18,9 @@ from xmodule.modulestore.course_builder import create_course
 
 from aspects_sink import delivery
 from aspects_sink.models import XapiStatement
-from aspects_sink.xapi.store import SINK_NAME, raw_table
+from aspects_sink.sinks.xapi_statements import XapiStatementSink, raw_table
+
+SINK_NAME = XapiStatementSink.name
 
 
 @pytest.fixture
@@ -87,7 +89,7 @@ def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
 ):
     settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
     settings.ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS = 2
-    table = raw_table().qualified_name
+    table = raw_table().insert_target
     clickhouse.command(f"ALTER TABLE {table} ADD CONSTRAINT no_video CHECK position(event, 'video/verbs') = 0")
     do_a_round(course, learners)  # three video statements among fifteen
 

@@ -31,6 +31,6 @@ def wait_until_statements_drained(devstack, timeout: float = 60) -> None:
 
 def raw_rows(transport, *, final: bool = False) -> int:
     """Rows of the configured raw table, before or after FINAL."""
-    from aspects_sink.xapi.store import raw_table
+    from aspects_sink.sinks.xapi_statements import raw_table
 
-    return transport.command(f"SELECT count() FROM {raw_table().qualified_name}{' FINAL' if final else ''}")
+    return transport.command(f"SELECT count() FROM {raw_table().insert_target}{' FINAL' if final else ''}")

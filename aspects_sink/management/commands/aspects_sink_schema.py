@@ -8,21 +8,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from aspects_sink import schema
 from aspects_sink.management.options import add_connection_arguments, transport_from_options
-from aspects_sink.sinks.registry import all_sinks
+from aspects_sink.sinks.registry import all_tables
 from aspects_sink.transport import ColumnBatch, TransportError
 
 SCHEMA_VERSION = 1
-
-
-def all_tables():
-    """Every table of every registered sink, and the tables registered without a sink, once each."""
-    tables = {}
-    for sink in all_sinks().values():
-        for table in sink.tables():
-            tables.setdefault(table.name, table)
-    for table in schema.registered_tables():
-        tables.setdefault(table.name, table)
-    return list(tables.values())
 
 
 class Command(BaseCommand):

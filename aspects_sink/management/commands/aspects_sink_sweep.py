@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from aspects_sink import delivery, outbox, tasks
+from aspects_sink import delivery, outbox, scheduling
 
 
 class Command(BaseCommand):
@@ -19,19 +19,17 @@ class Command(BaseCommand):
         parser.add_argument("--drain", action="store_true", help="send pending entries now, in this process")
 
     def handle(self, *args, **options):
-        pending = outbox.pending_by_sink()
-        if not any(info.get("pending") for info in pending.values()):
+        pending = {name: summary for name, summary in outbox.summaries().items() if summary.pending}
+        if not pending:
             self.stdout.write("Nothing pending.")
             return
-        for sink_name, info in sorted(pending.items()):
-            if not info.get("pending"):
-                continue
+        for sink_name, summary in sorted(pending.items()):
             if options["drain"]:
                 report = delivery.drain(sink_name, time_budget=float("inf"))
                 self.stdout.write(
                     f"{sink_name}: delivered {report.delivered}, retried {report.retried}, parked {report.parked}"
                 )
             else:
-                scheduled = tasks.publish_drain(sink_name, 0)
+                scheduled = scheduling.publish_drain(sink_name, 0)
                 outcome = "scheduled" if scheduled else "NOT scheduled: is the broker up?"
-                self.stdout.write(f"{sink_name}: {info['pending']} pending, drain {outcome}")
+                self.stdout.write(f"{sink_name}: {summary.pending} pending, drain {outcome}")

@@ -15,7 +15,7 @@ from aspects_sink.management.commands.dump_data_to_clickhouse import VerbatimOut
 from aspects_sink.management.options import add_connection_arguments, transport_from_options
 from aspects_sink.progress import progress_reporter
 from aspects_sink.transport import TransportError
-from aspects_sink.xapi.history import Checkpoint, HistoryError, HistoryImport, HistoryReport
+from aspects_sink.xapi.history import HistoryCheckpoint, HistoryError, HistoryImport, HistoryReport
 
 
 class Command(BaseCommand):
@@ -53,7 +53,9 @@ class Command(BaseCommand):
         transport = transport_from_options(options)
         try:
             checkpoint = (
-                Checkpoint.load(options["checkpoint"]) if options["resume"] else Checkpoint(options["checkpoint"])
+                HistoryCheckpoint.load(options["checkpoint"])
+                if options["resume"]
+                else HistoryCheckpoint(options["checkpoint"])
             )
             job = HistoryImport(
                 options["files"],

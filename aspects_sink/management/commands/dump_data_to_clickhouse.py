@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from aspects_sink.backfill import BackfillError, BackfillOptions, ObjectBackfill, ObjectReport, dumpable
+from aspects_sink.backfill import BackfillError, BackfillOptions, SinkBackfill, SinkReport, dumpable
 from aspects_sink.management.options import add_connection_arguments, transport_from_options
-from aspects_sink.progress import Column, format_table, progress_reporter
+from aspects_sink.progress import SummaryColumn, format_table, progress_reporter
 from aspects_sink.sinks.base import Sink
 from aspects_sink.sinks.registry import UnknownSink, enabled_sinks, get_sink
 from aspects_sink.transport import TransportError
@@ -19,14 +19,14 @@ from aspects_sink.transport import TransportError
 CONNECTION_OPTIONS = ("url", "username", "password", "database", "timeout_secs")
 
 SUMMARY_COLUMNS = (
-    Column("object", lambda report: report.sink, align_right=False),
-    Column("rows", lambda report: f"{report.rows:,}"),
-    Column("skipped", lambda report: f"{report.skipped:,}"),
-    Column("failed", lambda report: f"{report.failed:,}"),
-    Column("seconds", lambda report: f"{report.seconds:.1f}"),
-    Column("rows/s", lambda report: f"{report.rows_per_second:,.0f}"),
+    SummaryColumn("object", lambda report: report.sink, align_right=False),
+    SummaryColumn("rows", lambda report: f"{report.rows:,}"),
+    SummaryColumn("skipped", lambda report: f"{report.skipped:,}"),
+    SummaryColumn("failed", lambda report: f"{report.failed:,}"),
+    SummaryColumn("seconds", lambda report: f"{report.seconds:.1f}"),
+    SummaryColumn("rows/s", lambda report: f"{report.rows_per_second:,.0f}"),
 )
-NOTE_COLUMN = Column("note", lambda report: report.note, align_right=False)
+NOTE_COLUMN = SummaryColumn("note", lambda report: report.note, align_right=False)
 
 
 class VerbatimOutput:
@@ -83,7 +83,7 @@ class Command(BaseCommand):
         sinks = self._sinks(options["object"], backfill_options)
         transport = transport_from_options(options)
         try:
-            jobs = [ObjectBackfill(sink, backfill_options, transport) for sink in sinks]
+            jobs = [SinkBackfill(sink, backfill_options, transport) for sink in sinks]
         except (BackfillError, TransportError) as error:
             raise CommandError(str(error)) from error
         if options["dry_run"]:
@@ -157,13 +157,13 @@ class Command(BaseCommand):
 
     # -- running -----------------------------------------------------------------------------------------
 
-    def _dry_run(self, jobs: list[ObjectBackfill]) -> list[ObjectReport]:
+    def _dry_run(self, jobs: list[SinkBackfill]) -> list[SinkReport]:
         try:
             return [job.dry_run() for job in jobs]
         except TransportError as error:
             raise CommandError(str(error)) from error
 
-    def _run(self, jobs: list[ObjectBackfill], progress) -> list[ObjectReport]:
+    def _run(self, jobs: list[SinkBackfill], progress) -> list[SinkReport]:
         reports = []
         for job in jobs:
             try:
@@ -175,14 +175,14 @@ class Command(BaseCommand):
                 raise CommandError(f"{job.name}: {reason}. Run again with --resume to continue.") from error
         return reports
 
-    def _finish(self, reports: list[ObjectReport]) -> None:
+    def _finish(self, reports: list[SinkReport]) -> None:
         self._print_summary(reports)
         failed = [report for report in reports if report.failed]
         if failed:
             counts = ", ".join(f"{report.sink} {report.failed:,}" for report in failed)
             raise CommandError(f"some objects failed ({counts}); see the log for their ids and errors")
 
-    def _print_summary(self, reports: list[ObjectReport]) -> None:
+    def _print_summary(self, reports: list[SinkReport]) -> None:
         columns = (*SUMMARY_COLUMNS, NOTE_COLUMN) if any(report.note for report in reports) else SUMMARY_COLUMNS
         self.stdout.write(format_table(columns, reports))
         for report in reports:

@@ -1,16 +1,19 @@
 """
-Celery tasks: drain a sink's outbox, and sweep for work whose trigger was lost.
+Wake-ups: when a sink's drain runs, and sending it to a Celery worker.
 
-Wake-ups are debounced through the Django cache (shared by every process of a site): a sink is
-drained at most once per its drain interval (``Sink.drain_interval``), and the first change after a
-quiet period waits only ``ASPECTS_SINK_FLUSH_INTERVAL_SECONDS``. Thousands of changes a second thus
-become about one task and one INSERT per table per interval, and a course published twenty times
-in ten seconds is dumped once or twice.
+Wake-ups are debounced through the Django cache (shared by every process of a site): a sink is drained
+at most once per its drain interval (``Sink.drain_interval``), and the first change after a quiet period
+waits only ``ASPECTS_SINK_FLUSH_INTERVAL_SECONDS``. Thousands of changes a second thus become about one
+task and one INSERT per table per interval, and a course published twenty times in ten seconds is dumped
+once or twice.
 
-Wake-ups from the platform's requests are published by a background thread: a learner's request
-never waits on the broker. If the broker is down, publishing pauses for ``BROKER_COOLDOWN`` seconds
-after each failure; the entries are safe in the outbox, and the periodic sweep (Celery beat, or
+Wake-ups from the platform's requests are published by a background thread: a learner's request never
+waits on the broker. If the broker is down, publishing pauses for ``BROKER_COOLDOWN`` seconds after each
+failure; the entries are safe in the outbox, and the periodic sweep (Celery beat, or
 ``aspects_sink_sweep`` from cron) wakes the drains once the broker is back.
+
+Tasks are sent by name, so this module, below the Celery tasks, never imports them
+(:mod:`aspects_sink.tasks` runs what is sent).
 """
 
 from __future__ import annotations
@@ -22,17 +25,15 @@ import threading
 import time
 import uuid
 
-from celery import shared_task
-from django.conf import settings
+from celery import current_app
 from django.core.cache import cache
-from django.utils import timezone
-from edx_django_utils.monitoring import set_code_owner_attribute
 
-from aspects_sink import delivery, outbox
+from aspects_sink.conf import aspects_settings
+from aspects_sink.sinks.registry import get_sink
+from aspects_sink.task_names import DRAIN_TASK
 
 log = logging.getLogger(__name__)
 
-DRAIN_TASK = "aspects_sink.tasks.drain_outbox"
 BROKER_COOLDOWN = 10.0
 LOST_AFTER = 30.0
 _BROKER_DOWN_KEY = "aspects_sink:broker-down"
@@ -51,18 +52,28 @@ def _seconds_since_last_drain(sink_name: str) -> float:
     return float("inf") if last is None else time.time() - last
 
 
+def drain_interval(sink_name: str) -> float:
+    """The shortest time between two drains of the sink."""
+    return get_sink(sink_name).drain_interval
+
+
 def next_drain_delay(sink_name: str) -> float:
     """Seconds until the sink may be drained again: at least the flush interval, and its drain interval apart."""
-    flush = float(settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)
-    return max(flush, delivery.drain_target(sink_name).drain_interval - _seconds_since_last_drain(sink_name))
+    flush = float(aspects_settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)
+    return max(flush, drain_interval(sink_name) - _seconds_since_last_drain(sink_name))
+
+
+def send_task(name: str, args: tuple, countdown: float = 0) -> None:
+    """Send one of the plugin's tasks by name to ``ASPECTS_SINK_CELERY_QUEUE``; raise if the broker is down."""
+    current_app.send_task(
+        name, args=args, countdown=countdown, queue=aspects_settings.ASPECTS_SINK_CELERY_QUEUE, retry=False
+    )
 
 
 def publish_drain(sink_name: str, countdown: float, token: str | None = None) -> bool:
     """Send a drain task to the broker now; return False (and pause further wake-ups) if it is down."""
     try:
-        drain_outbox.apply_async(
-            args=(sink_name, token), countdown=countdown, queue=settings.ASPECTS_SINK_CELERY_QUEUE, retry=False
-        )
+        send_task(DRAIN_TASK, (sink_name, token), countdown)
     except Exception as error:
         cache.set(_BROKER_DOWN_KEY, 1, timeout=BROKER_COOLDOWN)
         cache.delete(_scheduled_key(sink_name))
@@ -115,7 +126,7 @@ class _WakeUpPublisher:
 _publisher = _WakeUpPublisher()
 
 
-def _claim_schedule(sink_name: str, delay: float) -> str | None:
+def claim_schedule(sink_name: str, delay: float) -> str | None:
     """
     Become the one scheduled drain of the sink: a token if no drain was scheduled, else None. The token
     ends with the time the drain is due (``<uuid>@<epoch seconds>``), so other processes learn from it how
@@ -148,7 +159,7 @@ def schedule_drain(sink_name: str) -> None:
     if cache.get(_BROKER_DOWN_KEY):
         return
     delay = next_drain_delay(sink_name)
-    token = _claim_schedule(sink_name, delay)
+    token = claim_schedule(sink_name, delay)
     if token:
         _publisher.submit(sink_name, delay, token)
     else:
@@ -156,69 +167,37 @@ def schedule_drain(sink_name: str) -> None:
     _scheduled_until[sink_name] = _due(token) - CLOCK_MARGIN
 
 
-@shared_task(name=DRAIN_TASK, ignore_result=True)
-@set_code_owner_attribute
-def drain_outbox(sink_name: str, token: str | None = None) -> dict:
+def begin_drain(sink_name: str, token: str | None) -> bool:
     """
-    Send one sink's pending outbox entries to ClickHouse; reschedule itself while work remains.
+    Whether a drain task that arrived with ``token`` should drain now; if so, it is recorded as started.
 
     Only the drain holding the schedule's token frees the schedule. A duplicate (a race between two
-    processes scheduling at once, or the sweep) drains only if the sink has not been drained within
-    its interval, so duplicates die out instead of multiplying.
+    processes scheduling at once, or the sweep) drains only if the sink has not been drained within its
+    interval, so duplicates die out instead of multiplying.
     """
     key = _scheduled_key(sink_name)
     if token is not None and cache.get(key) == token:
         cache.delete(key)
-    elif _seconds_since_last_drain(sink_name) < delivery.drain_target(sink_name).drain_interval:
-        return {"sink": sink_name, "skipped": "drained recently; the scheduled drain will follow"}
+    elif _seconds_since_last_drain(sink_name) < drain_interval(sink_name):
+        return False
     cache.set(_last_drain_key(sink_name), time.time(), timeout=3600)
-    try:
-        report = delivery.drain(sink_name)
-    except Exception:
-        # The LMS database itself failed (locked, restarting...). Nothing was acknowledged; try again soon.
-        publish_drain(sink_name, outbox.backoff_seconds(1))
-        raise
-    if report.next_run_in is not None:
-        delay = max(report.next_run_in, next_drain_delay(sink_name))
-        follow_up = _claim_schedule(sink_name, delay)
-        if follow_up:
-            publish_drain(sink_name, delay, follow_up)
-    return {"sink": sink_name, "delivered": report.delivered, "retried": report.retried, "parked": report.parked}
+    return True
 
 
-@shared_task(name="aspects_sink.tasks.sweep_outbox", ignore_result=True)
-@set_code_owner_attribute
-def sweep_outbox() -> list[str]:
-    """Wake a drain for every sink with pending entries (run by Celery beat)."""
-    return sweep()
+def schedule_follow_up(sink_name: str, wait: float) -> None:
+    """A drain left work behind, due in ``wait`` seconds: schedule the next drain, unless one already is."""
+    delay = max(wait, next_drain_delay(sink_name))
+    token = claim_schedule(sink_name, delay)
+    if token:
+        publish_drain(sink_name, delay, token)
 
 
-def sweep() -> list[str]:
+def wake_from_sweep(sink_name: str, overdue: bool) -> bool:
     """
-    Wake the drain of every sink with pending entries unless one is already scheduled; return those woken.
-
-    Entries due for longer than ``LOST_AFTER`` seconds past the sink's drain interval mean a wake-up was
-    lost (a broker restart drops queued tasks): those sinks are drained at once, whatever the cache says.
+    The sweep's wake-up of one sink with pending entries: at once when ``overdue`` (a wake-up was lost:
+    a broker restart drops queued tasks), whatever the cache says; else only if no drain is scheduled.
+    Return whether a drain was sent.
     """
-    now = timezone.now()
-    woken = []
-    for sink_name, info in outbox.pending_by_sink().items():
-        if not info.get("pending"):
-            continue
-        overdue = (now - info["next_due"]).total_seconds() > delivery.drain_target(
-            sink_name
-        ).drain_interval + LOST_AFTER
-        delay = next_drain_delay(sink_name)
-        token = None if overdue else _claim_schedule(sink_name, delay)
-        if (overdue or token) and publish_drain(sink_name, 0 if overdue else delay, token):
-            woken.append(sink_name)
-    return woken
-
-
-@shared_task(name="aspects_sink.tasks.dump_backfill_range", ignore_result=True)
-@set_code_owner_attribute
-def dump_backfill_range(checkpoint_id: int, token: str) -> None:
-    """Dump one range of a backfill that ``dump_data_to_clickhouse --workers`` handed out (see backfill.workers)."""
-    from aspects_sink.backfill import workers  # noqa: PLC0415 - backfill.workers sends this task
-
-    workers.run_dispatched(checkpoint_id, token)
+    delay = next_drain_delay(sink_name)
+    token = None if overdue else claim_schedule(sink_name, delay)
+    return bool(overdue or token) and publish_drain(sink_name, 0 if overdue else delay, token)

@@ -1,0 +1,200 @@
+"""
+Every setting aspects-sink reads, its default, and the one accessor the code reads them through.
+
+Defaults live here and nowhere else: :mod:`aspects_sink.settings.common` copies them into the LMS/CMS
+settings, :mod:`aspects_sink.settings.production` merges the operator's ``ENV_TOKENS`` over them, and the
+code reads ``aspects_settings.NAME`` (as Django REST framework's ``api_settings``), which falls back to the
+default when a settings module never ran the plugin's settings (a worker started with other settings, a
+test). Mapping settings are merged over their default key by key, so a site that sets only the ClickHouse
+password keeps the default URL and user, however its configuration reached the settings module.
+
+Names shared with platform-plugin-aspects (``EVENT_SINK_CLICKHOUSE_*``, ``ASPECTS_ENABLE_PII``) keep
+their meaning, so a site switching plugins keeps its Tutor configuration; names of our own start with
+``ASPECTS_SINK_``. Each setting carries an edx-toggles setting annotation.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.conf import settings as django_settings
+
+# Every object this plugin can send, and the platform model it reads. Sites on a fork can point these at
+# other modules; nothing in the plugin imports edx-platform models directly (aspects_sink.edx_platform).
+DEFAULT_MODEL_CONFIG = {
+    "auth_user": {"module": "django.contrib.auth.models", "model": "User"},
+    "user_profile": {"module": "common.djangoapps.student.models", "model": "UserProfile"},
+    "course_enrollment": {"module": "common.djangoapps.student.models", "model": "CourseEnrollment"},
+    "course_overviews": {
+        "module": "openedx.core.djangoapps.content.course_overviews.models",
+        "model": "CourseOverview",
+    },
+    "external_id": {"module": "openedx.core.djangoapps.external_user_ids.models", "model": "ExternalId"},
+    "external_id_type": {"module": "openedx.core.djangoapps.external_user_ids.models", "model": "ExternalIdType"},
+    "custom_course_edx": {"module": "lms.djangoapps.ccx.models", "model": "CustomCourseForEdX"},
+}
+
+# .. toggle_name: EVENT_SINK_CLICKHOUSE_<SINK>_ENABLED
+# .. toggle_implementation: DjangoSetting
+# .. toggle_default: True
+# .. toggle_description: Send the objects of sink <SINK> (COURSE_OVERVIEWS, USER_PROFILE, EXTERNAL_ID,
+#   COURSE_ENROLLMENT, USER_RETIREMENT, or a site's own sink) to ClickHouse, live and in backfills.
+# .. toggle_use_cases: open_edx
+# .. toggle_creation_date: 2026-11-21
+SINK_SETTING_TEMPLATE = "EVENT_SINK_CLICKHOUSE_{}_ENABLED"
+BUILTIN_SINK_NAMES = ("course_overviews", "user_profile", "external_id", "course_enrollment", "user_retirement")
+
+DEFAULTS: dict[str, Any] = {
+    # .. setting_name: EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG
+    # .. setting_default: {"url": "http://clickhouse:8123", "username": "ch_lms", "password": "",
+    #   "database": "event_sink", "timeout_secs": 5, "verify": True, "ca_cert": None, "client_cert": None,
+    #   "client_cert_key": None}
+    # .. setting_description: The ClickHouse connection: ``url`` is http(s)://host:port of a server, or
+    #   chdb://<path> for an embedded engine; TLS through ``verify`` (True, False or a CA bundle path),
+    #   ``ca_cert`` and a client certificate. Keys left out keep their default.
+    "EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG": {
+        "url": "http://clickhouse:8123",
+        "username": "ch_lms",
+        "password": "",
+        "database": "event_sink",
+        "timeout_secs": 5,
+        "verify": True,
+        "ca_cert": None,
+        "client_cert": None,
+        "client_cert_key": None,
+    },
+    # .. setting_name: EVENT_SINK_CLICKHOUSE_MODEL_CONFIG
+    # .. setting_default: the edx-platform models (see aspects_sink.conf.DEFAULT_MODEL_CONFIG)
+    # .. setting_description: Where each platform model is imported from ({"module": ..., "model": ...} per
+    #   name), for forks that moved them. Names left out keep their default.
+    "EVENT_SINK_CLICKHOUSE_MODEL_CONFIG": DEFAULT_MODEL_CONFIG,
+    # .. setting_name: EVENT_SINK_CLICKHOUSE_PII_MODELS
+    # .. setting_default: ["user_profile", "external_id"]
+    # .. setting_description: Sinks whose rows are deleted when their user is retired. Sinks with personal
+    #   columns that are not listed (course_enrollment.username) have those columns blanked instead.
+    "EVENT_SINK_CLICKHOUSE_PII_MODELS": ["user_profile", "external_id"],
+    # ASPECTS_ENABLE_PII is a toggle: its annotation is in aspects_sink.toggles.
+    "ASPECTS_ENABLE_PII": False,
+    **{SINK_SETTING_TEMPLATE.format(name.upper()): True for name in BUILTIN_SINK_NAMES},
+    # .. setting_name: ASPECTS_SINK_EXTRA_SINKS
+    # .. setting_default: []
+    # .. setting_description: Dotted paths of a site's own Sink classes (they may also come from the
+    #   ``aspects_sink.sinks`` entry-point group).
+    "ASPECTS_SINK_EXTRA_SINKS": [],
+    # .. setting_name: ASPECTS_SINK_CELERY_QUEUE
+    # .. setting_default: None
+    # .. setting_description: The Celery queue of the plugin's tasks (drains, sweep, backfill ranges);
+    #   None: Celery's default queue.
+    "ASPECTS_SINK_CELERY_QUEUE": None,
+    # .. setting_name: ASPECTS_SINK_BATCH_SIZE
+    # .. setting_default: 5000
+    # .. setting_description: Outbox entries a drain claims per batch (one INSERT per table per batch).
+    "ASPECTS_SINK_BATCH_SIZE": 5000,
+    # .. setting_name: ASPECTS_SINK_FLUSH_INTERVAL_SECONDS
+    # .. setting_default: 1.0
+    # .. setting_description: The shortest time between two drains of a sink: a steady stream of changes is
+    #   flushed about once per interval per table, in few, large INSERTs.
+    "ASPECTS_SINK_FLUSH_INTERVAL_SECONDS": 1.0,
+    # .. setting_name: ASPECTS_SINK_MAX_ATTEMPTS
+    # .. setting_default: 8
+    # .. setting_description: Tries ClickHouse rejects before an outbox entry is parked as a dead letter.
+    "ASPECTS_SINK_MAX_ATTEMPTS": 8,
+    # .. setting_name: ASPECTS_SINK_RETRY_BASE_SECONDS
+    # .. setting_default: 2
+    # .. setting_description: First retry delay after a failed batch; it doubles with every try.
+    "ASPECTS_SINK_RETRY_BASE_SECONDS": 2,
+    # .. setting_name: ASPECTS_SINK_RETRY_MAX_SECONDS
+    # .. setting_default: 300
+    # .. setting_description: The longest retry delay.
+    "ASPECTS_SINK_RETRY_MAX_SECONDS": 300,
+    # .. setting_name: ASPECTS_SINK_SWEEP_INTERVAL_SECONDS
+    # .. setting_default: 60
+    # .. setting_description: How often Celery beat sweeps for pending entries whose wake-up was lost.
+    "ASPECTS_SINK_SWEEP_INTERVAL_SECONDS": 60,
+    # .. setting_name: ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS
+    # .. setting_default: 10
+    # .. setting_description: A course is dumped at most once per interval: the first publish goes out
+    #   within the flush interval, every publish during the following interval is covered by one more dump.
+    "ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS": 10,
+    # ASPECTS_SINK_RETIREMENT_WAIT is a toggle: its annotation is in aspects_sink.toggles.
+    "ASPECTS_SINK_RETIREMENT_WAIT": False,
+    # .. setting_name: ASPECTS_SINK_CLUSTER
+    # .. setting_default: {"name": None, "shards": 1}
+    # .. setting_description: A ClickHouse cluster's name turns on ON CLUSTER DDL and Replicated engines;
+    #   more than one shard adds Distributed tables over ``<table>_local`` tables (docs/decisions/0003).
+    "ASPECTS_SINK_CLUSTER": {"name": None, "shards": 1},
+    # ASPECTS_SINK_XAPI_ENABLED is a toggle: its annotation is in aspects_sink.toggles.
+    "ASPECTS_SINK_XAPI_ENABLED": True,
+    # .. setting_name: ASPECTS_SINK_XAPI_DATABASE
+    # .. setting_default: "xapi"
+    # .. setting_description: The database of Aspects' raw xAPI table.
+    "ASPECTS_SINK_XAPI_DATABASE": "xapi",
+    # .. setting_name: ASPECTS_SINK_XAPI_TABLE
+    # .. setting_default: "xapi_events_all"
+    # .. setting_description: Aspects' raw xAPI table, which its materialized views read.
+    "ASPECTS_SINK_XAPI_TABLE": "xapi_events_all",
+    # .. setting_name: ASPECTS_SINK_XAPI_BATCH_SIZE
+    # .. setting_default: 2000
+    # .. setting_description: Statements per INSERT at most.
+    "ASPECTS_SINK_XAPI_BATCH_SIZE": 2000,
+    # .. setting_name: ASPECTS_SINK_XAPI_FLUSH_INTERVAL_SECONDS
+    # .. setting_default: 2.0
+    # .. setting_description: The longest a statement waits for its INSERT while statements keep coming.
+    "ASPECTS_SINK_XAPI_FLUSH_INTERVAL_SECONDS": 2.0,
+    # .. setting_name: ASPECTS_SINK_XAPI_MAX_ATTEMPTS
+    # .. setting_default: 8
+    # .. setting_description: Tries ClickHouse rejects before a statement is parked as a dead letter.
+    "ASPECTS_SINK_XAPI_MAX_ATTEMPTS": 8,
+    # .. setting_name: ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS
+    # .. setting_default: 10000
+    # .. setting_description: Dead statements kept; beyond this the oldest are evicted, each logged.
+    "ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS": 10_000,
+    # .. setting_name: ASPECTS_SINK_XAPI_EVENTS
+    # .. setting_default: None
+    # .. setting_description: Names of the events to store as statements; None: every event that ERB's
+    #   own allow-list lets in.
+    "ASPECTS_SINK_XAPI_EVENTS": None,
+    # ASPECTS_SINK_XAPI_IN_REQUEST is a toggle: its annotation is in aspects_sink.toggles.
+    "ASPECTS_SINK_XAPI_IN_REQUEST": True,
+}
+
+# Platform settings the plugin reads, with edx-platform's own default; the plugin never sets them.
+PLATFORM_DEFAULTS: dict[str, Any] = {
+    "RETIRED_USERNAME_PREFIX": "retired__user_",
+}
+
+
+def merged(name: str, value: Any) -> Any:
+    """``value`` of setting ``name``, a mapping merged over the mapping default so keys left out keep theirs."""
+    default = DEFAULTS.get(name)
+    if isinstance(default, dict) and isinstance(value, dict):
+        return {**copy.deepcopy(default), **value}
+    return value
+
+
+class PluginSettings:
+    """
+    ``aspects_settings.NAME``: the Django setting ``NAME``, else its default; mappings merged over theirs.
+
+    ``source`` is ``django.conf.settings``, or a settings module being built (the xAPI routing rewires one).
+    Nothing is cached, so a setting overridden at run time (Django's ``override_settings``, pytest-django's
+    ``settings`` fixture) is seen at once.
+    """
+
+    def __init__(self, source: Any = django_settings):
+        self._source = source
+
+    def __getattr__(self, name: str) -> Any:
+        if name in DEFAULTS:
+            default = DEFAULTS[name]
+        elif name in PLATFORM_DEFAULTS:
+            default = PLATFORM_DEFAULTS[name]
+        else:
+            raise AttributeError(f"{name} is not a setting aspects-sink reads")
+        if not hasattr(self._source, name):
+            return copy.deepcopy(default)
+        return merged(name, getattr(self._source, name))
+
+
+aspects_settings = PluginSettings()

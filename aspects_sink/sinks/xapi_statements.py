@@ -1,0 +1,75 @@
+"""
+xAPI statements into Aspects' raw table (``xapi.xapi_events_all``, Ralph's layout).
+
+Statements wait in a queue with a table of their own (:class:`~aspects_sink.models.XapiStatement`): unlike
+platform objects, an event cannot be read again at send time, so the entry carries the statement. The raw
+table has no bookkeeping columns, since a statement never changes, and collapses on its key without a
+version, so a statement sent twice (a retry, a history import overlapping the live route) is one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aspects_sink import toggles
+from aspects_sink.conf import aspects_settings
+from aspects_sink.models import XapiStatement
+from aspects_sink.sinks import columns as col
+from aspects_sink.sinks.base import QueueSpec, Sink, Stamp, TableSpec
+from aspects_sink.transport import ColumnBatch
+
+RAW_COLUMNS = (col.UUID("event_id"), col.DateTime64("emission_time"), col.String("event"))
+_CHUNK = 900  # stay under SQLite's bound on parameters per statement
+
+
+def raw_table() -> TableSpec:
+    """The raw table statements go to (``ASPECTS_SINK_XAPI_DATABASE``.``ASPECTS_SINK_XAPI_TABLE``)."""
+    return TableSpec(
+        name=aspects_settings.ASPECTS_SINK_XAPI_TABLE,
+        columns=RAW_COLUMNS,
+        key=("emission_time", "event_id"),
+        database=aspects_settings.ASPECTS_SINK_XAPI_DATABASE,
+        partition_by="toYYYYMM(emission_time)",
+        version_column=None,
+        bookkeeping=(),
+    )
+
+
+class XapiStatementSink(Sink):
+    """Writes queued statements to the raw table. It reads no platform model, so there is nothing to backfill."""
+
+    name = "xapi_statements"
+    queue = QueueSpec(
+        model=XapiStatement,
+        sink_field=None,
+        key_field="pk",
+        batch_size_setting="ASPECTS_SINK_XAPI_BATCH_SIZE",
+        max_attempts_setting="ASPECTS_SINK_XAPI_MAX_ATTEMPTS",
+        max_dead_setting="ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS",
+        payload_field="statement",
+    )
+    drain_interval_setting = "ASPECTS_SINK_XAPI_FLUSH_INTERVAL_SECONDS"
+    order = 200
+    description = "xAPI statements from event-routing-backends, into the raw xAPI table"
+
+    def is_enabled(self) -> bool:
+        """Always: statements recorded before the route was switched off are still owed to ClickHouse."""
+        return True
+
+    def tables(self) -> tuple[TableSpec, ...]:
+        """The raw table, for the schema command, while statements are routed to ClickHouse."""
+        return (raw_table(),) if toggles.xapi_enabled() else ()
+
+    def writes_for(self, object_ids: Sequence[int], stamp: Stamp) -> list[ColumnBatch]:
+        """The queued statements of these entries (statements carry their own identity: no stamp)."""
+        rows: list[tuple] = []
+        for start in range(0, len(object_ids), _CHUNK):
+            chunk = object_ids[start : start + _CHUNK]
+            rows += XapiStatement.objects.filter(pk__in=chunk).values_list("event_id", "emission_time", "statement")
+        return [raw_batch(rows)]
+
+
+def raw_batch(rows: Sequence[tuple]) -> ColumnBatch:
+    """One INSERT's worth of ``(event_id, emission_time, event)`` rows for the raw table."""
+    values = list(zip(*rows)) if rows else [(), (), ()]
+    return raw_table().batch([column.convert_all(each) for column, each in zip(RAW_COLUMNS, values)])
