@@ -30,9 +30,10 @@ test: $(VENV_STAMP) ## run the whole tox matrix (py311-django42, py312-django42,
 	# own state directory, MariaDB database and Celery queue.
 	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 3 --parallel-live
 
-quality: $(VENV_STAMP) ## lint and format check
+quality: $(VENV_STAMP) ## lint, format check, and the import layers (.importlinter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV_STAMP) ## reformat the code
 	$(VENV)/bin/ruff check --fix .
