@@ -19,7 +19,8 @@ Environment variables read here:
     A Celery broker URL (e.g. ``redis://127.0.0.1:6379/0``). Unset: kombu's filesystem transport under
     ``<state>/broker``, which needs no server.
 ``LMS_CFG`` / ``CMS_CFG``
-    A JSON (``.json``) or YAML file whose mapping becomes ``ENV_TOKENS``.
+    A JSON (``.json``) or YAML file whose mapping becomes ``ENV_TOKENS``; the devstack settings also copy its
+    keys into the settings module as edx-platform's production settings do (see ``unmerged_tokens``).
 ``ASPECTS_SINK_CLICKHOUSE_URL`` (and ``_USERNAME``, ``_PASSWORD``, ``_DATABASE``)
     The ClickHouse server every process writes to; see :func:`clickhouse_tokens_from_env`.
 """
@@ -261,6 +262,63 @@ def env_tokens(config_env_var: str) -> dict[str, Any]:
         configured = tokens.get("EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG") or {}
         tokens["EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG"] = {**configured, **clickhouse}
     return tokens
+
+
+# The YAML keys edx-platform's production settings do NOT copy into the settings module, because they are merged
+# into the defaults instead (each production.py handles them further down). Both lists are in the order of
+# edx-platform master's ``lms/envs/production.py`` and ``cms/envs/production.py``, where they are the ``if key not
+# in [...]`` filter of the ``vars().update({...})`` that follows ``_YAML_TOKENS = yaml.safe_load(f)``. Older
+# releases name the same idea ``KEYS_WITH_MERGED_VALUES`` (and also list ``MKTG_URL_OVERRIDES``).
+LMS_KEYS_WITH_MERGED_VALUES = (
+    "FEATURES",
+    "TRACKING_BACKENDS",
+    "EVENT_TRACKING_BACKENDS",
+    "JWT_AUTH",
+    "CELERY_QUEUES",
+    "MKTG_URL_LINK_MAP",
+    "REST_FRAMEWORK",
+    "EVENT_BUS_PRODUCER_CONFIG",
+)
+CMS_KEYS_WITH_MERGED_VALUES = (
+    "FEATURES",
+    "TRACKING_BACKENDS",
+    "EVENT_TRACKING_BACKENDS",
+    "JWT_AUTH",
+    "CELERY_QUEUES",
+    "REST_FRAMEWORK",
+    "EVENT_BUS_PRODUCER_CONFIG",
+    "DEFAULT_FILE_STORAGE",
+    "STATICFILES_STORAGE",
+)
+
+
+def unmerged_tokens(tokens: dict[str, Any], merged_keys: tuple[str, ...]) -> dict[str, Any]:
+    """
+    The part of ``tokens`` that production settings copy into the settings module as they stand.
+
+    Values are not copied, as in edx-platform master: a dict in ENV_TOKENS and the setting of the same name are
+    one object. A plugin that later merges its defaults with ``ENV_TOKENS[name]`` therefore finds the setting
+    already replaced by the operator's (possibly partial) value.
+    """
+    return {key: value for key, value in tokens.items() if key not in merged_keys}
+
+
+def merge_event_tracking_backends(defaults: dict[str, Any], tokens: dict[str, Any]) -> dict[str, Any]:
+    """
+    ``EVENT_TRACKING_BACKENDS`` after production settings merged the operator's value into the defaults.
+
+    edx-platform nests the operator's backends inside its ``tracking_logs`` routing backend
+    (``EVENT_TRACKING_BACKENDS['tracking_logs']['OPTIONS']['backends'].update(...)``). The stand-in's defaults
+    have no ``tracking_logs`` backend; there the operator's backends are added at the top level.
+    """
+    configured = tokens.get("EVENT_TRACKING_BACKENDS") or {}
+    merged = dict(defaults)
+    tracking_logs = merged.get("tracking_logs")
+    if tracking_logs is not None:
+        tracking_logs["OPTIONS"]["backends"].update(configured)
+    else:
+        merged.update(configured)
+    return merged
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
