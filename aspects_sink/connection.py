@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from django.conf import settings
-
+from aspects_sink.conf import aspects_settings
 from aspects_sink.transport import ClickHouseTransport, ConnectionConfig
 
 
 def connection_config(**overrides) -> ConnectionConfig:
     """The configured connection, with any non-None overrides (management commands' --url etc.)."""
-    return ConnectionConfig.from_mapping(settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG, **overrides)
+    return ConnectionConfig.from_mapping(aspects_settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG, **overrides)
 
 
 @lru_cache(maxsize=4)
