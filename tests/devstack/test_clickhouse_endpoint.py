@@ -11,8 +11,7 @@ import uuid
 import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
-
-from devstack.clickhouse import ClickHouseEndpoint
+from clickhouse_endpoint import ClickHouseEndpoint
 
 USER = "aspects"
 PASSWORD = "s3cret'pa:ss"  # a quote and a colon: both must survive Basic auth
