@@ -5,13 +5,14 @@ ClickHouse database, and reliability tests must be able to stop and restart "the
 running inside a Python process, so this module puts one chDB engine behind ClickHouse's HTTP protocol::
 
     PYTHONPATH=devstack python -m clickhouse_endpoint serve --port 8123 --data-dir .devstack/clickhouse
-                                        [--host 127.0.0.1] [--user default --password secret]
+                                        [--host 127.0.0.1] [--user default] --password secret
 
 It prints ``listening on http://HOST:PORT`` once it accepts requests and stops cleanly on SIGTERM or SIGINT; the
 data stays in ``--data-dir`` across restarts. ``--port 0`` picks a free port. The password can also come from the
-``DEVSTACK_CLICKHOUSE_PASSWORD`` environment variable, which keeps it out of the process list. Tests and demos drive
-the server through :class:`ClickHouseEndpoint`. Production never uses this: there the plugin points at a real
-ClickHouse server or cluster.
+``DEVSTACK_CLICKHOUSE_PASSWORD`` environment variable, which keeps it out of the process list; without one the server
+does not start, unless told ``--insecure-no-password`` (chDB reads and writes any file the user can). Tests and
+demos drive the server through :class:`ClickHouseEndpoint`. Production never uses this: there the plugin points at a
+real ClickHouse server or cluster.
 
 ``devstack/`` is on the Python path of everything that uses this package, as edx-platform's own folder is for its
 ``lms`` and ``common`` packages, so the package is imported as ``clickhouse_endpoint`` and by no other name.

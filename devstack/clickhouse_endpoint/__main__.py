@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from .auth import PASSWORD_ENVIRONMENT_VARIABLE, Credentials
+from .auth import INSECURE_NO_PASSWORD_FLAG, PASSWORD_ENVIRONMENT_VARIABLE, Credentials
 from .engine import SERVER_TIMEZONE, Engine
 from .server import ClickHouseHTTPServer
 
@@ -49,9 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     serve_command.add_argument(
         "--password",
         default=os.environ.get(PASSWORD_ENVIRONMENT_VARIABLE, ""),
-        help=f"that user's password (default: ${PASSWORD_ENVIRONMENT_VARIABLE}, else empty)",
+        help=f"that user's password (default: ${PASSWORD_ENVIRONMENT_VARIABLE}); required",
+    )
+    serve_command.add_argument(
+        INSECURE_NO_PASSWORD_FLAG,
+        action="store_true",
+        help="accept an empty password: anyone who can reach the port can then run SQL on this machine",
     )
     arguments = parser.parse_args(argv)
+    if not arguments.password and not arguments.insecure_no_password:
+        serve_command.error(
+            f"a password is required: pass --password or set ${PASSWORD_ENVIRONMENT_VARIABLE} "
+            f"({INSECURE_NO_PASSWORD_FLAG} serves without one)"
+        )
     serve(arguments.host, arguments.port, arguments.data_dir, Credentials(arguments.user, arguments.password))
     return 0
 

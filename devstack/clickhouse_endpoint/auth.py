@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from .errors import authentication_failed
 
 PASSWORD_ENVIRONMENT_VARIABLE = "DEVSTACK_CLICKHOUSE_PASSWORD"
+# The server runs SQL that reads and writes this machine's files, so it refuses to start without a password unless
+# told so in words nobody types by accident.
+INSECURE_NO_PASSWORD_FLAG = "--insecure-no-password"
 
 
 @dataclass(frozen=True)

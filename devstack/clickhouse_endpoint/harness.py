@@ -16,7 +16,7 @@ import urllib.request
 from types import TracebackType
 from typing import IO
 
-from .auth import PASSWORD_ENVIRONMENT_VARIABLE
+from .auth import INSECURE_NO_PASSWORD_FLAG, PASSWORD_ENVIRONMENT_VARIABLE
 
 # The folder that holds this package, which the child process needs on its path to run it with ``-m``.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,18 +34,28 @@ class ClickHouseEndpoint:
 
     ``restart()`` keeps the port and the data, which is what a client sees when the real server restarts. The
     server's output goes to a temporary file (a pipe nobody reads could block it) and is quoted if it fails to start.
+    Like the server, it refuses an empty password unless ``insecure_no_password`` says otherwise.
     """
 
     STARTUP_TIMEOUT_SECONDS = 30.0
     STOP_TIMEOUT_SECONDS = 15.0
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], port: int | None = None, user: str = "default", password: str = ""
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int | None = None,
+        user: str = "default",
+        password: str = "",
+        *,
+        insecure_no_password: bool = False,
     ) -> None:
+        if not password and not insecure_no_password:
+            raise ValueError("the ClickHouse endpoint needs a password (or insecure_no_password=True)")
         self.data_dir = os.fspath(data_dir)
         self.port = port or free_port()
         self.user = user
         self.password = password
+        self.insecure_no_password = insecure_no_password
         self._process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
 
@@ -68,7 +78,7 @@ class ClickHouseEndpoint:
         command = [sys.executable, "-m", PACKAGE_NAME, "serve", "--port", str(self.port), "--data-dir", self.data_dir]
         python_path = os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
         self._process = subprocess.Popen(
-            [*command, "--user", self.user],
+            [*command, "--user", self.user, *([INSECURE_NO_PASSWORD_FLAG] if self.insecure_no_password else [])],
             stdout=self._output,
             stderr=subprocess.STDOUT,
             # The password goes in the environment, off the command line, which ps shows.

@@ -3,12 +3,16 @@
 import datetime as dt
 import gzip
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 
 import clickhouse_connect
+import clickhouse_endpoint
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from clickhouse_endpoint import ClickHouseEndpoint
@@ -170,3 +174,28 @@ def test_database_setting_resolves_unqualified_names(endpoint, client):
             ("course-v1:edX+DemoX+Demo_Course",)
         ]
     assert client.command("SELECT count() FROM event_sink.course_names") == 1
+
+
+def test_the_harness_refuses_to_start_without_a_password(tmp_path):
+    with pytest.raises(ValueError, match="needs a password"):
+        ClickHouseEndpoint(tmp_path, user=USER, password="")
+
+
+def test_the_command_line_refuses_to_serve_without_a_password(tmp_path):
+    environment = {name: value for name, value in os.environ.items() if name != "DEVSTACK_CLICKHOUSE_PASSWORD"}
+    environment["PYTHONPATH"] = os.path.dirname(os.path.dirname(clickhouse_endpoint.__file__))
+    command = [sys.executable, "-m", "clickhouse_endpoint", "serve", "--port", "0", "--data-dir", str(tmp_path / "db")]
+
+    refused = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=30, check=False)
+
+    assert refused.returncode == 2
+    assert "a password is required" in refused.stderr
+    assert not (tmp_path / "db").exists()
+
+
+def test_an_explicitly_insecure_endpoint_serves_without_a_password(tmp_path):
+    with (
+        ClickHouseEndpoint(tmp_path, insecure_no_password=True) as insecure,
+        clickhouse_connect.get_client(host="127.0.0.1", port=insecure.port) as anyone,
+    ):
+        assert anyone.command("SELECT 1") == 1
