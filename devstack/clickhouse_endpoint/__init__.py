@@ -48,13 +48,18 @@ Not supported:
   connection, so a ``SET`` sent as a statement, or a temporary table, is seen by every later request, while ``USE``
   lasts one request. Pass settings and ``database`` with each query instead, as clickhouse-connect does.
 * Streaming: queries run one at a time and each result is buffered before it is sent. Progress headers, query
-  cancellation, external data (multipart requests), roles, quotas and TLS are absent, and GET requests are not
-  restricted to read-only queries.
+  cancellation, external data (multipart requests), roles, quotas and TLS are absent.
+
+Refused by default, since the server runs on a developer's machine with its user's rights (see ``policy``):
+
+* Starting without a password, unless told ``--insecure-no-password``.
+* Writing over GET: as ClickHouse does, a GET request may only read (and ``SET``/``USE``); anything else gets
+  READONLY. Every statement of a request is checked, since chDB, unlike ClickHouse's HTTP interface, runs several.
 
 The modules, one concern each: ``errors`` (ClickHouse's error shape), ``auth`` (credentials), ``http_compression``
-(request and response bodies), ``sql`` (lexing just enough to route a request), ``engine`` (the chDB connection),
-``queries`` (what a request asks the engine to do), ``server`` (the HTTP handler), ``harness`` (the server as a child
-process) and ``__main__`` (the command line).
+(request and response bodies), ``sql`` (lexing just enough to route a request), ``policy`` (what is refused),
+``engine`` (the chDB connection), ``queries`` (what a request asks the engine to do), ``server`` (the HTTP handler),
+``harness`` (the server as a child process) and ``__main__`` (the command line).
 """
 
 from .harness import ClickHouseEndpoint, free_port

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .engine import DEFAULT_FORMAT, Engine, QueryOptions
 from .errors import ClickHouseError
 from .http_compression import reject_native_compression
+from .policy import check_read_only
 from .sql import InsertWithData, output_format, parse_insert_with_data, returns_result_set
 
 
@@ -52,11 +53,15 @@ def parse_insert(url_query: str, body: bytes) -> InsertWithData | None:
     return parse_insert_with_data(request_statement(url_query, body))
 
 
-def execute_request(engine: Engine, url_parameters: Mapping[str, str], body: bytes) -> QueryReply:
-    """Run what one HTTP request asks for."""
+def execute_request(
+    engine: Engine, url_parameters: Mapping[str, str], body: bytes, *, read_only: bool = False
+) -> QueryReply:
+    """Run what one HTTP request asks for; ``read_only`` for GET requests, which ClickHouse lets only read."""
     reject_native_compression(url_parameters)
     options = QueryOptions.from_url(url_parameters)
     url_query = url_parameters.get("query", "")
+    if read_only:
+        check_read_only(request_statement(url_query, body))
     insert = parse_insert(url_query, body)
     if insert is not None:
         with _data_file(insert.data) as path:

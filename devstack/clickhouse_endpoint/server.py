@@ -79,7 +79,7 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         if not credentials.matches(self.server.credentials):
             raise authentication_failed(credentials.user)
         body = decode_request_body(body, self.headers.get("Content-Encoding", ""))
-        reply = execute_request(self.server.engine, parameters, body)
+        reply = execute_request(self.server.engine, parameters, body, read_only=self.command == "GET")
         headers = {
             "Content-Type": "application/octet-stream",
             "X-ClickHouse-Query-Id": parameters.get("query_id") or str(uuid.uuid4()),

@@ -43,14 +43,53 @@ class Word(NamedTuple):
         return self.text.upper()
 
 
-def sql_words(sql: bytes) -> Iterator[Word]:
-    """Yield the words of a statement, lazily: an insert's data after its FORMAT clause is never scanned."""
+class Token(NamedTuple):
+    """A word, a quoted string or identifier, or a punctuation character: what is left without blanks and comments."""
+
+    kind: str  # "word", "quoted" or "other"
+    text: bytes
+    start: int
+    end: int
+    depth: int  # parentheses open before this token
+
+    @property
+    def name(self) -> bytes:
+        """The identifier this token spells, if any: ClickHouse takes `file` and "file" for file."""
+        if self.kind == "quoted" and self.text[:1] in (b"`", b'"'):
+            return self.text[1:-1]
+        return self.text if self.kind == "word" else b""
+
+
+def sql_tokens(sql: bytes) -> Iterator[Token]:
+    """Yield the tokens of a request lazily, skipping blanks and comments."""
     depth = 0
     for token in _SQL_TOKEN.finditer(sql):
-        if token.lastgroup == "word":
-            yield Word(token.group(), token.start(), token.end(), depth)
-        elif token.lastgroup == "other":
+        kind = token.lastgroup
+        if kind in ("word", "quoted", "other"):
+            yield Token(kind, token.group(), token.start(), token.end(), depth)
+        if kind == "other":
             depth += {b"(": 1, b")": -1}.get(token.group(), 0)
+
+
+def sql_words(sql: bytes) -> Iterator[Word]:
+    """Yield the words of a statement, lazily: an insert's data after its FORMAT clause is never scanned."""
+    for token in sql_tokens(sql):
+        if token.kind == "word":
+            yield Word(token.text, token.start, token.end, token.depth)
+
+
+def statement_keywords(sql: bytes) -> Iterator[bytes]:
+    """The first word of each statement of a request, upper-cased: chDB runs all the statements ``;`` separates."""
+    at_statement_start = True
+    for token in sql_tokens(sql):
+        if token.kind == "other" and token.text == b";":
+            at_statement_start = True
+        elif at_statement_start and token.kind == "word":
+            at_statement_start = False
+            yield token.text.upper()
+        elif at_statement_start and token.text != b"(":  # a statement may start with parentheses: (SELECT 1)
+            at_statement_start = False
+            yield b""
 
 
 def _adjacent(sql: bytes, first: Word, second: Word) -> bool:

@@ -176,6 +176,51 @@ def test_database_setting_resolves_unqualified_names(endpoint, client):
     assert client.command("SELECT count() FROM event_sink.course_names") == 1
 
 
+def http_get(endpoint, query):
+    """A GET request as a browser, curl or a crawler sends it: the query and the credentials in the URL."""
+    without_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    url = f"{endpoint.url}/?{urllib.parse.urlencode({'user': USER, 'password': PASSWORD, 'query': query})}"
+    with without_proxy.open(url, timeout=10) as response:
+        return response.read()
+
+
+def test_get_requests_read(client, endpoint):
+    client.command("CREATE TABLE readable (id UInt32) ENGINE = MergeTree ORDER BY id")
+    client.insert("readable", [[1], [2]], column_names=["id"])
+
+    assert http_get(endpoint, "SELECT sum(id) FROM readable") == b"3\n"
+    assert http_get(endpoint, "(SELECT 1) -- INSERT, in a comment") == b"1\n"
+    assert http_get(endpoint, "SHOW TABLES LIKE 'readable'") == b"readable\n"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE written_over_get (id UInt32) ENGINE = MergeTree ORDER BY id",
+        "INSERT INTO written_over_get FORMAT CSV\n1",
+        "INSERT INTO written_over_get VALUES (1)",
+        "DROP TABLE IF EXISTS written_over_get",
+        "SELECT 1; CREATE TABLE written_over_get (id UInt32) ENGINE = Memory",  # chDB would run both
+    ],
+)
+def test_get_requests_do_not_write(client, endpoint, statement):
+    client.command("CREATE TABLE IF NOT EXISTS written_over_get (id UInt32) ENGINE = MergeTree ORDER BY id")
+    client.command("TRUNCATE TABLE written_over_get")
+    if statement.startswith("SELECT"):
+        client.command("DROP TABLE written_over_get")
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        http_get(endpoint, statement)
+
+    assert refused.value.code == 500  # what ClickHouse answers READONLY with
+    assert refused.value.headers["X-ClickHouse-Exception-Code"] == "164"
+    assert "method GET implies readonly" in refused.value.read().decode()
+    exists = client.command("EXISTS TABLE written_over_get")
+    assert exists == (0 if statement.startswith("SELECT") else 1)
+    if exists:
+        assert client.command("SELECT count() FROM written_over_get") == 0
+
+
 def test_the_harness_refuses_to_start_without_a_password(tmp_path):
     with pytest.raises(ValueError, match="needs a password"):
         ClickHouseEndpoint(tmp_path, user=USER, password="")
