@@ -55,6 +55,11 @@ Refused by default, since the server runs on a developer's machine with its user
 * Starting without a password, unless told ``--insecure-no-password``.
 * Writing over GET: as ClickHouse does, a GET request may only read (and ``SET``/``USE``); anything else gets
   READONLY. Every statement of a request is checked, since chDB, unlike ClickHouse's HTTP interface, runs several.
+* SQL naming a function, table engine or dictionary source that reaches local files, programs or other hosts
+  (``file``, ``url``, ``s3``, ``remote``, ``mysql``, ``postgresql``, ``executable``, ...) gets ACCESS_DENIED, as a
+  ClickHouse user without the grant on that source would; ``INTO OUTFILE`` and ``FROM INFILE`` get the errors a
+  ClickHouse server gives them. Words inside string literals, comments and insert data do not count. ``input()``
+  remains, and the insert path still reads the request's data from a temporary file of its own.
 
 The modules, one concern each: ``errors`` (ClickHouse's error shape), ``auth`` (credentials), ``http_compression``
 (request and response bodies), ``sql`` (lexing just enough to route a request), ``policy`` (what is refused),

@@ -24,6 +24,8 @@ class ClickHouseError(Exception):
         81: 404,  # UNKNOWN_DATABASE
         48: 501,  # NOT_IMPLEMENTED
         516: 403,  # AUTHENTICATION_FAILED
+        497: 403,  # ACCESS_DENIED
+        78: 404,  # UNKNOWN_TYPE_OF_QUERY
     }
     _CODE_IN_TEXT = re.compile(r"Code: (\d+)\.")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .engine import DEFAULT_FORMAT, Engine, QueryOptions
 from .errors import ClickHouseError
 from .http_compression import reject_native_compression
-from .policy import check_read_only
+from .policy import check_no_outside_io, check_read_only
 from .sql import InsertWithData, output_format, parse_insert_with_data, returns_result_set
 
 
@@ -64,12 +64,14 @@ def execute_request(
         check_read_only(request_statement(url_query, body))
     insert = parse_insert(url_query, body)
     if insert is not None:
+        check_no_outside_io(f"{insert.target}{insert.settings_clause}".encode())  # never the data that follows
         with _data_file(insert.data) as path:
             result = engine.execute(insert.reading_from(path), DEFAULT_FORMAT, options)
         return QueryReply(result.data, result.summary, None)
     sql = request_statement(url_query, body)
     if not sql.strip():
         raise ClickHouseError.of(62, "SYNTAX_ERROR", "Empty query.")
+    check_no_outside_io(sql)
     default_format = url_parameters.get("default_format") or DEFAULT_FORMAT
     result = engine.execute(sql.decode(), default_format, options)  # chDB, too, lets a FORMAT clause win
     result_format = output_format(sql, default_format) if returns_result_set(sql) else None

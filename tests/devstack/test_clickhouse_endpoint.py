@@ -221,6 +221,49 @@ def test_get_requests_do_not_write(client, endpoint, statement):
         assert client.command("SELECT count() FROM written_over_get") == 0
 
 
+@pytest.mark.parametrize(
+    ("statement", "code"),
+    [
+        ("SELECT * FROM file('/etc/hostname', 'LineAsString')", 497),
+        ("SELECT * FROM `file` ('/etc/hostname', 'LineAsString')", 497),
+        ("SELECT file('/etc/hostname')", 497),
+        ("SELECT * FROM url('http://127.0.0.1:9/', 'CSV', 'a String')", 497),
+        ("SELECT * FROM s3('http://127.0.0.1:9/bucket/key.csv')", 497),
+        ("SELECT * FROM remote('127.0.0.1:9', system.one)", 497),
+        ("INSERT INTO FUNCTION file('{out}', 'CSV', 'a UInt8') VALUES (1)", 497),
+        ("CREATE TABLE on_disk (a UInt8) ENGINE = File(CSV, '{out}')", 497),
+        ("SELECT 1 INTO OUTFILE '{out}'", 358),
+        ("INSERT INTO io_target FROM INFILE '/etc/hostname' FORMAT LineAsString", 78),
+    ],
+)
+def test_sql_reaching_files_programs_or_hosts_is_refused(client, tmp_path, statement, code):
+    client.command("CREATE TABLE IF NOT EXISTS io_target (line String) ENGINE = MergeTree ORDER BY line")
+    out = tmp_path / "written.csv"
+
+    with pytest.raises(DatabaseError, match=rf"Code: {code}\. DB::Exception: "):
+        client.command(statement.format(out=out))
+
+    assert not out.exists()
+    assert client.command("SELECT count() FROM io_target") == 0
+
+
+def test_the_words_file_and_url_in_strings_comments_and_data_are_accepted(client):
+    text = client.query("SELECT 'file(''/etc/passwd'')' /* url('x') */ -- s3(").result_rows
+    assert text == [("file('/etc/passwd')",)]
+    client.command("CREATE TABLE io_words (id UInt32, text String) ENGINE = MergeTree ORDER BY id")
+
+    client.raw_insert("io_words", ["id", "text"], "1,file('/etc/passwd')\n2,INTO OUTFILE x\n", fmt="CSV")
+    client.insert("io_words", [[3, "url('http://example.com/')"]], column_names=["id", "text"])
+    client.command("INSERT INTO io_words VALUES (4, 'FROM INFILE')")
+
+    assert client.query("SELECT text FROM io_words ORDER BY id").result_rows == [
+        ("file('/etc/passwd')",),
+        ("INTO OUTFILE x",),
+        ("url('http://example.com/')",),
+        ("FROM INFILE",),
+    ]
+
+
 def test_the_harness_refuses_to_start_without_a_password(tmp_path):
     with pytest.raises(ValueError, match="needs a password"):
         ClickHouseEndpoint(tmp_path, user=USER, password="")
