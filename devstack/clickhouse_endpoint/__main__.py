@@ -38,7 +38,8 @@ def serve(host: str, port: int, data_dir: str, credentials: Credentials) -> None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="A ClickHouse HTTP interface served from chDB, for development and tests only."
+        prog="python -m clickhouse_endpoint",
+        description="A ClickHouse HTTP interface served from chDB, for development and tests only.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_command = commands.add_parser("serve", help="serve a chDB database over ClickHouse's HTTP interface")
