@@ -18,7 +18,7 @@ import urllib.request
 
 import redis
 from backfill import virtualenv
-from clickhouse import free_port
+from clickhouse_endpoint import free_port
 from processes import CLICKHOUSE_PASSWORD, CLICKHOUSE_USER, Devstack
 
 # Ralph 5.1 imports requests (OIDC auth) without declaring it in these extras.

@@ -27,7 +27,7 @@ REPO_ROOT = DEVSTACK_DIR.parent
 if str(DEVSTACK_DIR) not in sys.path:
     sys.path.insert(0, str(DEVSTACK_DIR))
 
-from clickhouse import ClickHouseEndpoint  # noqa: E402 - devstack/ must be importable first
+from clickhouse_endpoint import ClickHouseEndpoint  # noqa: E402 - devstack/ must be importable first
 
 CLICKHOUSE_USER = "aspects"
 CLICKHOUSE_PASSWORD = "devstack-password"

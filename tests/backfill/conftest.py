@@ -10,12 +10,11 @@ from dataclasses import dataclass
 
 import clickhouse_connect
 import pytest
+from clickhouse_endpoint import ClickHouseEndpoint
 from common.djangoapps.student.helpers import create_user
 from common.djangoapps.student.models import CourseEnrollment
 from django.core.management import call_command
 from xmodule.modulestore.course_builder import create_course
-
-from devstack.clickhouse import ClickHouseEndpoint
 
 USER = "backfill"
 PASSWORD = "backfill-secret"

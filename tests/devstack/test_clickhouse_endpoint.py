@@ -3,16 +3,19 @@
 import datetime as dt
 import gzip
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 
 import clickhouse_connect
+import clickhouse_endpoint
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
-
-from devstack.clickhouse import ClickHouseEndpoint
+from clickhouse_endpoint import ClickHouseEndpoint
 
 USER = "aspects"
 PASSWORD = "s3cret'pa:ss"  # a quote and a colon: both must survive Basic auth
@@ -171,3 +174,116 @@ def test_database_setting_resolves_unqualified_names(endpoint, client):
             ("course-v1:edX+DemoX+Demo_Course",)
         ]
     assert client.command("SELECT count() FROM event_sink.course_names") == 1
+
+
+def http_get(endpoint, query):
+    """A GET request as a browser, curl or a crawler sends it: the query and the credentials in the URL."""
+    without_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    url = f"{endpoint.url}/?{urllib.parse.urlencode({'user': USER, 'password': PASSWORD, 'query': query})}"
+    with without_proxy.open(url, timeout=10) as response:
+        return response.read()
+
+
+def test_get_requests_read(client, endpoint):
+    client.command("CREATE TABLE readable (id UInt32) ENGINE = MergeTree ORDER BY id")
+    client.insert("readable", [[1], [2]], column_names=["id"])
+
+    assert http_get(endpoint, "SELECT sum(id) FROM readable") == b"3\n"
+    assert http_get(endpoint, "(SELECT 1) -- INSERT, in a comment") == b"1\n"
+    assert http_get(endpoint, "SHOW TABLES LIKE 'readable'") == b"readable\n"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE written_over_get (id UInt32) ENGINE = MergeTree ORDER BY id",
+        "INSERT INTO written_over_get FORMAT CSV\n1",
+        "INSERT INTO written_over_get VALUES (1)",
+        "DROP TABLE IF EXISTS written_over_get",
+        "SELECT 1; CREATE TABLE written_over_get (id UInt32) ENGINE = Memory",  # chDB would run both
+    ],
+)
+def test_get_requests_do_not_write(client, endpoint, statement):
+    client.command("CREATE TABLE IF NOT EXISTS written_over_get (id UInt32) ENGINE = MergeTree ORDER BY id")
+    client.command("TRUNCATE TABLE written_over_get")
+    if statement.startswith("SELECT"):
+        client.command("DROP TABLE written_over_get")
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        http_get(endpoint, statement)
+
+    assert refused.value.code == 500  # what ClickHouse answers READONLY with
+    assert refused.value.headers["X-ClickHouse-Exception-Code"] == "164"
+    assert "method GET implies readonly" in refused.value.read().decode()
+    exists = client.command("EXISTS TABLE written_over_get")
+    assert exists == (0 if statement.startswith("SELECT") else 1)
+    if exists:
+        assert client.command("SELECT count() FROM written_over_get") == 0
+
+
+@pytest.mark.parametrize(
+    ("statement", "code"),
+    [
+        ("SELECT * FROM file('/etc/hostname', 'LineAsString')", 497),
+        ("SELECT * FROM `file` ('/etc/hostname', 'LineAsString')", 497),
+        ("SELECT file('/etc/hostname')", 497),
+        ("SELECT * FROM url('http://127.0.0.1:9/', 'CSV', 'a String')", 497),
+        ("SELECT * FROM s3('http://127.0.0.1:9/bucket/key.csv')", 497),
+        ("SELECT * FROM remote('127.0.0.1:9', system.one)", 497),
+        ("INSERT INTO FUNCTION file('{out}', 'CSV', 'a UInt8') VALUES (1)", 497),
+        ("CREATE TABLE on_disk (a UInt8) ENGINE = File(CSV, '{out}')", 497),
+        ("SELECT 1 INTO OUTFILE '{out}'", 358),
+        ("INSERT INTO io_target FROM INFILE '/etc/hostname' FORMAT LineAsString", 78),
+    ],
+)
+def test_sql_reaching_files_programs_or_hosts_is_refused(client, tmp_path, statement, code):
+    client.command("CREATE TABLE IF NOT EXISTS io_target (line String) ENGINE = MergeTree ORDER BY line")
+    out = tmp_path / "written.csv"
+
+    with pytest.raises(DatabaseError, match=rf"Code: {code}\. DB::Exception: "):
+        client.command(statement.format(out=out))
+
+    assert not out.exists()
+    assert client.command("SELECT count() FROM io_target") == 0
+
+
+def test_the_words_file_and_url_in_strings_comments_and_data_are_accepted(client):
+    text = client.query("SELECT 'file(''/etc/passwd'')' /* url('x') */ -- s3(").result_rows
+    assert text == [("file('/etc/passwd')",)]
+    client.command("CREATE TABLE io_words (id UInt32, text String) ENGINE = MergeTree ORDER BY id")
+
+    client.raw_insert("io_words", ["id", "text"], "1,file('/etc/passwd')\n2,INTO OUTFILE x\n", fmt="CSV")
+    client.insert("io_words", [[3, "url('http://example.com/')"]], column_names=["id", "text"])
+    client.command("INSERT INTO io_words VALUES (4, 'FROM INFILE')")
+
+    assert client.query("SELECT text FROM io_words ORDER BY id").result_rows == [
+        ("file('/etc/passwd')",),
+        ("INTO OUTFILE x",),
+        ("url('http://example.com/')",),
+        ("FROM INFILE",),
+    ]
+
+
+def test_the_harness_refuses_to_start_without_a_password(tmp_path):
+    with pytest.raises(ValueError, match="needs a password"):
+        ClickHouseEndpoint(tmp_path, user=USER, password="")
+
+
+def test_the_command_line_refuses_to_serve_without_a_password(tmp_path):
+    environment = {name: value for name, value in os.environ.items() if name != "DEVSTACK_CLICKHOUSE_PASSWORD"}
+    environment["PYTHONPATH"] = os.path.dirname(os.path.dirname(clickhouse_endpoint.__file__))
+    command = [sys.executable, "-m", "clickhouse_endpoint", "serve", "--port", "0", "--data-dir", str(tmp_path / "db")]
+
+    refused = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=30, check=False)
+
+    assert refused.returncode == 2
+    assert "a password is required" in refused.stderr
+    assert not (tmp_path / "db").exists()
+
+
+def test_an_explicitly_insecure_endpoint_serves_without_a_password(tmp_path):
+    with (
+        ClickHouseEndpoint(tmp_path, insecure_no_password=True) as insecure,
+        clickhouse_connect.get_client(host="127.0.0.1", port=insecure.port) as anyone,
+    ):
+        assert anyone.command("SELECT 1") == 1

@@ -1,0 +1,145 @@
+"""Runs the server as a child process, for tests, the demo and benchmarks.
+
+Reliability tests stop and restart "the ClickHouse server" under a running LMS and its workers, which only a
+separate process allows. Importing this module loads neither chDB nor the HTTP server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from types import TracebackType
+from typing import IO
+
+from .auth import INSECURE_NO_PASSWORD_FLAG, PASSWORD_ENVIRONMENT_VARIABLE
+
+# The folder that holds this package, which the child process needs on its path to run it with ``-m``.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_NAME = __package__
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ClickHouseEndpoint:
+    """Runs the server as a child process, for tests and demos that need a ClickHouse they can stop and restart.
+
+    ``restart()`` keeps the port and the data, which is what a client sees when the real server restarts. The
+    server's output goes to a temporary file (a pipe nobody reads could block it) and is quoted if it fails to start.
+    Like the server, it refuses an empty password unless ``insecure_no_password`` says otherwise.
+    """
+
+    STARTUP_TIMEOUT_SECONDS = 30.0
+    STOP_TIMEOUT_SECONDS = 15.0
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int | None = None,
+        user: str = "default",
+        password: str = "",
+        *,
+        insecure_no_password: bool = False,
+    ) -> None:
+        if not password and not insecure_no_password:
+            raise ValueError("the ClickHouse endpoint needs a password (or insecure_no_password=True)")
+        self.data_dir = os.fspath(data_dir)
+        self.port = port or free_port()
+        self.user = user
+        self.password = password
+        self.insecure_no_password = insecure_no_password
+        self._process: subprocess.Popen[bytes] | None = None
+        self._output: IO[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"ClickHouseEndpoint({self.url!r}, data_dir={self.data_dir!r}, user={self.user!r})"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> ClickHouseEndpoint:
+        """Start the server and return once it answers pings; raise, quoting its output, if it cannot start."""
+        if self.running:
+            raise RuntimeError(f"{self!r} is already running")
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - open while the server runs, closed by stop()
+        command = [sys.executable, "-m", PACKAGE_NAME, "serve", "--port", str(self.port), "--data-dir", self.data_dir]
+        python_path = os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
+        self._process = subprocess.Popen(
+            [*command, "--user", self.user, *([INSECURE_NO_PASSWORD_FLAG] if self.insecure_no_password else [])],
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            # The password goes in the environment, off the command line, which ps shows.
+            env={**os.environ, "PYTHONPATH": python_path, PASSWORD_ENVIRONMENT_VARIABLE: self.password},
+        )
+        self._wait_until_ready()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server with SIGTERM, killing it if it has not exited in time."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(self.STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> ClickHouseEndpoint:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, exc_tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.STARTUP_TIMEOUT_SECONDS
+        while not self._answers_ping():
+            if not self.running:
+                output = self.output()
+                self.stop()
+                raise RuntimeError(f"ClickHouse endpoint on port {self.port} exited during startup:\n{output}")
+            if time.monotonic() > deadline:
+                output = self.output()
+                self.stop()
+                raise TimeoutError(f"ClickHouse endpoint on port {self.port} not ready in time:\n{output}")
+            time.sleep(0.05)
+
+    def _answers_ping(self) -> bool:
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with no_proxy.open(f"{self.url}/ping", timeout=1) as response:
+                return response.read() == b"Ok.\n"
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        """What the server has printed since it started: its address, a line per request, any traceback.
+
+        Read without moving the file offset, which the server process shares and writes at.
+        """
+        if self._output is None:
+            return ""
+        descriptor = self._output.fileno()
+        return os.pread(descriptor, os.fstat(descriptor).st_size, 0).decode(errors="replace")
