@@ -1,19 +1,7 @@
 """
-CMS settings for a running devstack: edx-platform's production path.
-
-The order is that of edx-platform master's ``cms/envs/production.py``:
-
-1. ``_YAML_TOKENS = yaml.safe_load(f)`` on the file named by ``CMS_CFG`` (here: ``ENV_TOKENS``, which also
-   carries the ClickHouse connection given by the environment, see ``devstack_settings.env_tokens``);
-2. ``vars().update({key: value for key, value in _YAML_TOKENS.items() if key not in [...]})``: every key but
-   the merged ones becomes a setting of that name, replacing the default from ``common.py`` wholesale;
-3. the merged keys are folded into their defaults (``for feature, value in _YAML_TOKENS.get('FEATURES',
-   {}).items(): FEATURES[feature] = value``, ``TRACKING_BACKENDS.update(...)``,
-   ``EVENT_TRACKING_BACKENDS['tracking_logs']['OPTIONS']['backends'].update(...)``, ``JWT_AUTH.update(...)``,
-   ``REST_FRAMEWORK.update(...)``, ...);
-4. ``ENV_TOKENS = _YAML_TOKENS`` and ``add_plugins(__name__, ProjectType.CMS, SettingsType.PRODUCTION)``.
-
-So a plugin's ``production`` settings run after the operator's values have already replaced its defaults.
+CMS settings for a running devstack: edx-platform's production path, in the order of its
+``cms/envs/production.py``, which is the LMS's (see ``lms/envs/devstack.py``) with ``CMS_CFG`` and the CMS's
+own list of merged keys.
 """
 
 import devstack_settings
