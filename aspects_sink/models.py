@@ -134,3 +134,34 @@ class XapiStatement(LeasedEntry):
 
     def __str__(self) -> str:
         return f"xAPI statement {self.event_id} ({self.state}, {self.attempts} attempts)"
+
+
+class SinkHealth(models.Model):
+    """
+    What the drains last saw of one sink (or queue), durable and shared by every process: the last
+    successful INSERT and the counts delivered, the last error and its class, and whether the sink is paused
+    by a configuration error. Written by the drains (:mod:`aspects_sink.health`), read by operators' tools.
+    Counters only grow; rates come from their differences between two readings.
+    """
+
+    UNAVAILABLE = "unavailable"  # ClickHouse unreachable or overloaded: wait and retry; never counted against data
+    CONFIGURATION = "configuration"  # missing table/column/database, wrong password, missing grant: the sink pauses
+    REJECTED = "rejected"  # the data is at fault: the object is isolated, retried, and finally parked
+    ERROR_CLASSES = ((UNAVAILABLE, "unavailable"), (CONFIGURATION, "configuration"), (REJECTED, "rejected"))
+
+    sink = models.CharField(max_length=64, primary_key=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    rows_delivered = models.PositiveBigIntegerField(default=0)
+    inserts = models.PositiveBigIntegerField(default=0)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error_class = models.CharField(max_length=16, choices=ERROR_CLASSES, blank=True, default="")
+    last_error = models.TextField(blank=True, default="", help_text="the error, without secrets")
+    paused_since = models.DateTimeField(null=True, blank=True, help_text="set while a configuration error stops it")
+
+    class Meta:
+        app_label = "aspects_sink"
+        verbose_name = "sink health"
+        verbose_name_plural = "sink health"
+
+    def __str__(self) -> str:
+        return f"{self.sink}: {'paused' if self.paused_since else 'flowing'}"

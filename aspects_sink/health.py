@@ -1,0 +1,54 @@
+"""
+Each sink's health, recorded by the drains in the LMS database so that any process can read it: the
+status command, the metrics endpoint, the admin (:class:`~aspects_sink.models.SinkHealth`).
+
+Recording is one UPDATE (or INSERT the first time) per drain batch, never per row; a failure to record
+is logged and never fails the drain.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from aspects_sink.models import SinkHealth
+
+log = logging.getLogger(__name__)
+
+
+def record_delivery(sink_name: str, rows: int, inserts: int) -> None:
+    """ClickHouse acknowledged ``rows`` rows in ``inserts`` statements: the sink flows (a pause ends)."""
+    _record(
+        sink_name,
+        last_success_at=timezone.now(),
+        rows_delivered=F("rows_delivered") + rows,
+        inserts=F("inserts") + inserts,
+        paused_since=None,
+    )
+
+
+def record_failure(sink_name: str, error_class: str, message: str, *, pause: bool = False) -> None:
+    """A batch failed with an error of ``error_class``; a configuration error pauses the sink until it is fixed."""
+    now = timezone.now()
+    _record(sink_name, last_error_at=now, last_error_class=error_class, last_error=message[:4000])
+    if pause:
+        # The first time it paused stays: the status reports how long the sink has been stuck.
+        SinkHealth.objects.filter(sink=sink_name, paused_since=None).update(paused_since=now)
+
+
+def _record(sink_name: str, **changes) -> None:
+    try:
+        with transaction.atomic():
+            if not SinkHealth.objects.filter(sink=sink_name).update(**changes):
+                SinkHealth.objects.get_or_create(sink=sink_name)
+                SinkHealth.objects.filter(sink=sink_name).update(**changes)
+    except DatabaseError as error:
+        log.error("aspects_sink: could not record the health of %s: %s", sink_name, error)
+
+
+def snapshot() -> dict[str, SinkHealth]:
+    """Every recorded sink's health, by sink name."""
+    return {row.sink: row for row in SinkHealth.objects.all()}
