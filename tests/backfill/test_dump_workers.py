@@ -1,7 +1,5 @@
 """--workers without a worker: a clear error after the timeout, and tasks that arrive late do nothing."""
 
-import time
-
 import pytest
 from common.djangoapps.student.models import UserProfile
 from django.core.management import CommandError
@@ -14,14 +12,13 @@ from aspects_sink.sinks.registry import get_sink
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.timeout(120)  # fails only if the command waits for a worker forever
 def test_without_a_worker_the_command_fails_after_the_timeout(clickhouse, dump, learners):
     learners(6)
-    started = time.monotonic()
 
     with pytest.raises(CommandError, match="no Celery worker picked up the backfill tasks within 1s") as raised:
         dump("--object", "user_profile", "--workers", "2", "--worker_timeout", "1")
 
-    assert time.monotonic() - started < 10
     assert "\n" not in str(raised.value)
     ranges = list(DumpCheckpoint.objects.filter(sink="user_profile"))
     assert len(ranges) == 2
