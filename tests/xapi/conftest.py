@@ -11,7 +11,8 @@ import uuid
 import pytest
 from django.core.management import call_command
 from processes import CLICKHOUSE_PASSWORD, CLICKHOUSE_USER, Devstack
-from xapi_support import DEVSTACK_SETTINGS
+
+from tests.support.xapi import DEVSTACK_SETTINGS
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,12 @@ from common.djangoapps.student.helpers import create_user
 from devstack_tools import learner_activity as activity
 from django.core.management import call_command
 from django.db import transaction
-from xapi_support import raw_rows
 from xmodule.modulestore.course_builder import create_course
 
 from aspects_sink import delivery
 from aspects_sink.models import XapiStatement
 from aspects_sink.xapi.store import SINK_NAME, raw_table
+from tests.support.xapi import raw_rows
 
 
 @pytest.fixture
