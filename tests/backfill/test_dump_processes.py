@@ -30,7 +30,7 @@ def devstack(tmp_path_factory):
 
 
 @pytest.fixture
-def clickhouse(devstack):
+def devstack_clickhouse_client(devstack):
     client = devstack.clickhouse_client()
     yield client
     client.close()
@@ -46,8 +46,8 @@ def checkpoints(devstack, sink):
         ).fetchall()
 
 
-def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstack, clickhouse):
-    clickhouse.command("SYSTEM STOP MERGES event_sink.user_profile")  # every row sent stays countable
+def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstack, devstack_clickhouse_client):
+    devstack_clickhouse_client.command("SYSTEM STOP MERGES event_sink.user_profile")  # every row sent stays countable
     command = [sys.executable, str(DEVSTACK_DIR / "manage.py"), "lms", "dump_data_to_clickhouse", "--object"]
     slow_run = subprocess.Popen(
         [*command, "user_profile", "--batch_size", "20", "--sleep_time", "0.2"],
@@ -67,7 +67,7 @@ def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstac
         slow_run.wait()
 
     ((state, acknowledged, last_key, *_),) = checkpoints(devstack, "user_profile")
-    sent_before = int(clickhouse.command("SELECT count() FROM event_sink.user_profile"))
+    sent_before = int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile"))
     assert state == "running"
     assert 40 <= acknowledged < USERS
     assert sent_before - acknowledged in (0, 20)  # at most the batch in flight at the kill went unacknowledged
@@ -78,14 +78,19 @@ def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstac
 
     assert f"user_profile: {USERS:,} to go, {acknowledged:,} done before" in result.stdout
     acknowledged_rows = "SELECT count() FROM event_sink.user_profile WHERE id <= {last:Int32}"
-    assert int(clickhouse.command(acknowledged_rows, parameters={"last": int(last_key)})) == acknowledged
-    assert int(clickhouse.command("SELECT count() FROM event_sink.user_profile")) == USERS + sent_before - acknowledged
-    assert int(clickhouse.command("SELECT count() FROM event_sink.user_profile FINAL")) == USERS
+    assert (
+        int(devstack_clickhouse_client.command(acknowledged_rows, parameters={"last": int(last_key)})) == acknowledged
+    )
+    assert (
+        int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile"))
+        == USERS + sent_before - acknowledged
+    )
+    assert int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile FINAL")) == USERS
     assert checkpoints(devstack, "user_profile")[0][:2] == ("done", USERS)
-    clickhouse.command("SYSTEM START MERGES event_sink.user_profile")
+    devstack_clickhouse_client.command("SYSTEM START MERGES event_sink.user_profile")
 
 
-def test_workers_dump_the_ranges_of_a_sink_in_parallel(devstack, clickhouse):
+def test_workers_dump_the_ranges_of_a_sink_in_parallel(devstack, devstack_clickhouse_client):
     worker = devstack.start_worker(concurrency=3)
     try:
         result = devstack.manage(
@@ -114,5 +119,7 @@ def test_workers_dump_the_ranges_of_a_sink_in_parallel(devstack, clickhouse):
     bounds = [(start, end) for *_, start, end in ranges]
     assert bounds[0][0] == "" and bounds[-1][1] == ""
     assert all(previous[1] == following[0] for previous, following in itertools.pairwise(bounds))
-    assert int(clickhouse.command("SELECT count() FROM event_sink.course_enrollment FINAL")) == ENROLLMENTS
+    assert (
+        int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.course_enrollment FINAL")) == ENROLLMENTS
+    )
     assert f"course_enrollment  {ENROLLMENTS:>4}" in result.stdout.replace(",", "")

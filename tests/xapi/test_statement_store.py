@@ -50,16 +50,16 @@ def test_a_statement_is_recorded_with_the_request_that_emitted_it(course, learne
     assert XapiStatement.objects.count() == 5
 
 
-def test_statements_go_to_clickhouse_in_one_insert_per_batch(clickhouse, course, learners, settings):
+def test_statements_go_to_clickhouse_in_one_insert_per_batch(devstack_clickhouse, course, learners, settings):
     settings.ASPECTS_SINK_XAPI_BATCH_SIZE = 10
     do_a_round(course, learners)
 
-    report = drain(clickhouse)
+    report = drain(devstack_clickhouse)
 
     assert (report.delivered, report.inserts) == (15, 2)
-    assert raw_rows(clickhouse) == 15
+    assert raw_rows(devstack_clickhouse) == 15
     assert not XapiStatement.objects.exists()  # forgotten once ClickHouse acknowledged them
-    engine, partition_key, sorting_key = clickhouse.rows(
+    engine, partition_key, sorting_key = devstack_clickhouse.rows(
         "SELECT engine, partition_key, sorting_key FROM system.tables WHERE database = 'xapi' AND name = {t:String}",
         {"t": raw_table().name},
     )[0]
@@ -83,19 +83,19 @@ def test_erbs_circuit_breaker_stops_statements(course, learners, settings):
 
 
 def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
-    clickhouse, course, learners, settings, caplog
+    devstack_clickhouse, course, learners, settings, caplog
 ):
     settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
     settings.ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS = 2
     table = raw_table().qualified_name
-    clickhouse.command(f"ALTER TABLE {table} ADD CONSTRAINT no_video CHECK position(event, 'video/verbs') = 0")
+    devstack_clickhouse.command(f"ALTER TABLE {table} ADD CONSTRAINT no_video CHECK position(event, 'video/verbs') = 0")
     do_a_round(course, learners)  # three video statements among fifteen
 
     with caplog.at_level(logging.ERROR, logger="aspects_sink"):
-        report = drain(clickhouse)
+        report = drain(devstack_clickhouse)
 
     assert (report.delivered, report.parked) == (12, 3)
-    assert raw_rows(clickhouse) == 12  # the others went through
+    assert raw_rows(devstack_clickhouse) == 12  # the others went through
     dead = XapiStatement.objects.filter(state=XapiStatement.DEAD)
     assert dead.count() == 2  # the bound: the oldest was evicted...
     evicted = [record.getMessage() for record in caplog.records if "evicted the oldest" in record.getMessage()]
@@ -107,7 +107,7 @@ def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
     listing = output.getvalue()
     assert "2 dead letters." in listing and "no_video" in listing
 
-    clickhouse.command(f"ALTER TABLE {table} DROP CONSTRAINT no_video")
+    devstack_clickhouse.command(f"ALTER TABLE {table} DROP CONSTRAINT no_video")
     call_command("aspects_sink_dead_letters", "--replay", "--sink", SINK_NAME, stdout=io.StringIO())
-    assert drain(clickhouse).delivered == 2
-    assert raw_rows(clickhouse) == 14
+    assert drain(devstack_clickhouse).delivered == 2
+    assert raw_rows(devstack_clickhouse) == 14
