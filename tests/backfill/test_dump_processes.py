@@ -49,8 +49,9 @@ def checkpoints(devstack, sink):
 def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstack, devstack_clickhouse_client):
     devstack_clickhouse_client.command("SYSTEM STOP MERGES event_sink.user_profile")  # every row sent stays countable
     command = [sys.executable, str(DEVSTACK_DIR / "manage.py"), "lms", "dump_data_to_clickhouse", "--object"]
+    # A second between batches: however slow this machine, the run is killed long before it could finish.
     slow_run = subprocess.Popen(
-        [*command, "user_profile", "--batch_size", "20", "--sleep_time", "0.2"],
+        [*command, "user_profile", "--batch_size", "20", "--sleep_time", "1"],
         env=devstack.env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -58,7 +59,7 @@ def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstac
     try:
         devstack.wait_for(
             lambda: checkpoints(devstack, "user_profile") and checkpoints(devstack, "user_profile")[0][1] >= 40,
-            timeout=30,
+            timeout=60,
             interval=0.02,
             what="two acknowledged batches",
         )

@@ -45,9 +45,10 @@ def test_history_resumes_after_a_kill_and_collapses_into_the_live_statements(dev
     try:
         devstack.manage("lms", "aspects_sink_schema")
         history = ("aspects_sink_xapi_history", str(plain), str(gzipped), "--checkpoint", str(checkpoint))
+        # Two seconds between batches: however slow this machine, it is killed long before it could finish.
         slow = subprocess.Popen(
             [sys.executable, str(DEVSTACK_DIR / "manage.py"), "lms", *history,
-             "--batch_size", "20", "--sleep_between_batches_secs", "0.5", "--no-progress"],
+             "--batch_size", "20", "--sleep_between_batches_secs", "2", "--no-progress"],
             env=devstack.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         devstack.wait_for(lambda: checkpoint.exists() and sum(json.loads(checkpoint.read_text()).values()) >= 40)
