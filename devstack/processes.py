@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,41 @@ from clickhouse_endpoint import ClickHouseEndpoint  # noqa: E402 - devstack/ mus
 
 CLICKHOUSE_USER = "aspects"
 CLICKHOUSE_PASSWORD = "devstack-password"
+
+
+RESULT_MARKER = "@@RESULT@@"
+
+
+def shell_code(code: str) -> str:
+    """``code`` for ``manage.py <service> shell -c``, printing what it assigned to ``result`` as JSON."""
+    wrapped = (
+        textwrap.dedent(code) + f"\nimport json as _json\nprint({RESULT_MARKER!r} + _json.dumps(result, default=str))\n"
+    )
+    return wrapped if "result" in code else "result = None\n" + wrapped
+
+
+def function_call_code(function: Callable | str, /, **kwargs: Any) -> str:
+    """
+    Code that calls ``function`` with ``kwargs`` (given as JSON) and assigns what it returns to ``result``.
+
+    ``function`` is a module-level function or its name as ``"package.module:function"``; the process
+    that runs the code must be able to import the module.
+    """
+    name = function if isinstance(function, str) else f"{function.__module__}:{function.__qualname__}"
+    module, _, attribute = name.partition(":")
+    if not attribute or "<" in attribute:
+        raise ValueError(f"{name!r} is not a module-level function a process can import")
+    return (
+        "import importlib as _importlib, json as _json, operator as _operator\n"
+        f"_function = _operator.attrgetter({attribute!r})(_importlib.import_module({module!r}))\n"
+        f"result = _function(**_json.loads({json.dumps(kwargs)!r}))\n"
+    )
+
+
+def read_result(output: str) -> Any:
+    """The result printed by code from :func:`shell_code` (None when it printed none)."""
+    marker = output.rfind(RESULT_MARKER)
+    return json.loads(output[marker + len(RESULT_MARKER) :]) if marker >= 0 else None
 
 
 class Devstack:
@@ -152,14 +187,18 @@ class Devstack:
         The code runs as a platform request would: signals fire, receivers run, and the outbox
         entries commit with the change.
         """
-        wrapped = (
-            textwrap.dedent(code) + "\nimport json as _json\nprint('@@RESULT@@' + _json.dumps(result, default=str))\n"
-        )
-        if "result" not in code:
-            wrapped = "result = None\n" + wrapped
-        output = self.manage(service, "shell", "-c", wrapped, timeout=timeout).stdout
-        marker = output.rfind("@@RESULT@@")
-        return json.loads(output[marker + len("@@RESULT@@") :]) if marker >= 0 else None
+        output = self.manage(service, "shell", "-c", shell_code(code), timeout=timeout).stdout
+        return read_result(output)
+
+    def run_function(self, service: str, function: Callable | str, /, timeout: float = 600, **kwargs: Any) -> Any:
+        """
+        Call a function in an LMS or CMS process (Django set up) and return what it returned.
+
+        ``function`` is a module-level function of an importable module (the devstack's and the
+        repository's are: see :meth:`env`), or its name as ``"package.module:function"``. ``kwargs``
+        travel as JSON, and so does the result. Like :meth:`run_python`, it runs as a request would.
+        """
+        return self.run_python(service, function_call_code(function, **kwargs), timeout=timeout)
 
     # -- workers ---------------------------------------------------------------------------------
 

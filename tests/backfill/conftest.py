@@ -59,7 +59,7 @@ def clickhouse_client(clickhouse_endpoint):
 
 
 @pytest.fixture
-def clickhouse(clickhouse_endpoint, clickhouse_client, settings, db):
+def backfill_clickhouse(clickhouse_endpoint, clickhouse_client, settings, db):
     """aspects-sink configured for the endpoint, every table emptied; PII on."""
     settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG = {
         **settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG,
@@ -75,7 +75,7 @@ def clickhouse(clickhouse_endpoint, clickhouse_client, settings, db):
 
 
 @pytest.fixture
-def dump(clickhouse):
+def dump(backfill_clickhouse):
     """Run the command as an operator would (without rest between batches); returns what it printed."""
 
     def run(*arguments: str) -> str:

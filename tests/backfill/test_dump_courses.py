@@ -23,17 +23,17 @@ def clickhouse_queries(monkeypatch):
     return sent
 
 
-def test_courses_are_dumped_with_their_blocks(clickhouse, dump, course):
+def test_courses_are_dumped_with_their_blocks(backfill_clickhouse, dump, course):
     course(1, blocks=12)
     course(2, blocks=20)
 
     dump("--object", "course_overviews")
 
-    assert clickhouse.count("course_overviews") == 2
-    assert clickhouse.count("course_blocks") == 32
+    assert backfill_clickhouse.count("course_overviews") == 2
+    assert backfill_clickhouse.count("course_blocks") == 32
 
 
-def test_a_second_run_skips_unchanged_courses_and_sends_changed_ones(clickhouse, dump, summary, course):
+def test_a_second_run_skips_unchanged_courses_and_sends_changed_ones(backfill_clickhouse, dump, summary, course):
     keys = [course(number) for number in range(1, 6)]
     dump("--object", "course_overviews")
     create_course("BackfillX", keys[2].course, "2025", "Course 3, revised", blocks=14)  # a new publish
@@ -41,8 +41,8 @@ def test_a_second_run_skips_unchanged_courses_and_sends_changed_ones(clickhouse,
     output = dump("--object", "course_overviews", "--batch_size", "2")
 
     assert summary(output)["course_overviews"] == (1, 4, 0)  # rows, skipped, failed
-    assert clickhouse.count("course_overviews") == 6
-    revised = clickhouse.client.query(
+    assert backfill_clickhouse.count("course_overviews") == 6
+    revised = backfill_clickhouse.client.query(
         "SELECT display_name FROM event_sink_backfill.course_overviews FINAL WHERE course_key = {key:String}",
         parameters={"key": str(keys[2])},
     ).result_rows
@@ -50,7 +50,7 @@ def test_a_second_run_skips_unchanged_courses_and_sends_changed_ones(clickhouse,
 
 
 def test_what_changed_is_decided_with_one_clickhouse_query_for_all_courses(
-    clickhouse, dump, course, clickhouse_queries
+    backfill_clickhouse, dump, course, clickhouse_queries
 ):
     for number in range(1, 8):
         course(number)
@@ -62,7 +62,7 @@ def test_what_changed_is_decided_with_one_clickhouse_query_for_all_courses(
     assert len(reads_of_last_dumps) == 2  # one per run, not one per course
 
 
-def test_force_dumps_unchanged_courses_again_without_duplicates(clickhouse, dump, summary, course):
+def test_force_dumps_unchanged_courses_again_without_duplicates(backfill_clickhouse, dump, summary, course):
     for number in range(1, 4):
         course(number, blocks=10)
     dump("--object", "course_overviews")
@@ -70,31 +70,31 @@ def test_force_dumps_unchanged_courses_again_without_duplicates(clickhouse, dump
     output = dump("--object", "course_overviews", "--force")
 
     assert summary(output)["course_overviews"] == (3, 0, 0)
-    assert clickhouse.count("course_overviews") == 6  # sent twice...
-    assert clickhouse.count("course_overviews", final=True) == 3  # ...one row per course
-    assert clickhouse.count("course_blocks", final=True) == 30
-    clickhouse.command("OPTIMIZE TABLE event_sink_backfill.course_overviews FINAL")
-    clickhouse.command("OPTIMIZE TABLE event_sink_backfill.course_blocks FINAL")
-    assert clickhouse.count("course_overviews") == 3
-    assert clickhouse.count("course_blocks") == 30
+    assert backfill_clickhouse.count("course_overviews") == 6  # sent twice...
+    assert backfill_clickhouse.count("course_overviews", final=True) == 3  # ...one row per course
+    assert backfill_clickhouse.count("course_blocks", final=True) == 30
+    backfill_clickhouse.command("OPTIMIZE TABLE event_sink_backfill.course_overviews FINAL")
+    backfill_clickhouse.command("OPTIMIZE TABLE event_sink_backfill.course_blocks FINAL")
+    assert backfill_clickhouse.count("course_overviews") == 3
+    assert backfill_clickhouse.count("course_blocks") == 30
 
 
-def test_course_ids_are_course_keys(clickhouse, dump, course):
+def test_course_ids_are_course_keys(backfill_clickhouse, dump, course):
     first, second = course(1), course(2)
 
     dump("--object", "course_overviews", "--ids", str(second))
 
-    assert clickhouse.column("course_overviews", "course_key") == [str(second)]
+    assert backfill_clickhouse.column("course_overviews", "course_key") == [str(second)]
     dump("--object", "course_overviews", "--start_pk", str(first))
-    assert clickhouse.column("course_overviews", "course_key") == [str(second)]
+    assert backfill_clickhouse.column("course_overviews", "course_key") == [str(second)]
 
 
-def test_limit_counts_courses_sent_not_courses_skipped(clickhouse, dump, summary, course):
+def test_limit_counts_courses_sent_not_courses_skipped(backfill_clickhouse, dump, summary, course):
     keys = [course(number) for number in range(1, 6)]
     dump("--object", "course_overviews", "--ids", str(keys[0]), str(keys[1]))
 
     output = dump("--object", "course_overviews", "--limit", "2")
 
     assert summary(output)["course_overviews"] == (2, 2, 0)
-    assert clickhouse.column("course_overviews", "course_key") == sorted(str(key) for key in keys[:4])
+    assert backfill_clickhouse.column("course_overviews", "course_key") == sorted(str(key) for key in keys[:4])
     assert CourseOverview.objects.count() == 5

@@ -4,11 +4,11 @@ killed mid-run and resumed, and fanned out to a real Celery worker.
 """
 
 import itertools
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 from processes import DEVSTACK_DIR, Devstack
@@ -30,7 +30,7 @@ def devstack(tmp_path_factory):
 
 
 @pytest.fixture
-def clickhouse(devstack):
+def devstack_clickhouse_client(devstack):
     client = devstack.clickhouse_client()
     yield client
     client.close()
@@ -46,11 +46,12 @@ def checkpoints(devstack, sink):
         ).fetchall()
 
 
-def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstack, clickhouse):
-    clickhouse.command("SYSTEM STOP MERGES event_sink.user_profile")  # every row sent stays countable
+def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstack, devstack_clickhouse_client):
+    devstack_clickhouse_client.command("SYSTEM STOP MERGES event_sink.user_profile")  # every row sent stays countable
     command = [sys.executable, str(DEVSTACK_DIR / "manage.py"), "lms", "dump_data_to_clickhouse", "--object"]
+    # A second between batches: however slow this machine, the run is killed long before it could finish.
     slow_run = subprocess.Popen(
-        [*command, "user_profile", "--batch_size", "20", "--sleep_time", "0.2"],
+        [*command, "user_profile", "--batch_size", "20", "--sleep_time", "1"],
         env=devstack.env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -58,7 +59,7 @@ def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstac
     try:
         devstack.wait_for(
             lambda: checkpoints(devstack, "user_profile") and checkpoints(devstack, "user_profile")[0][1] >= 40,
-            timeout=30,
+            timeout=60,
             interval=0.02,
             what="two acknowledged batches",
         )
@@ -67,7 +68,7 @@ def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstac
         slow_run.wait()
 
     ((state, acknowledged, last_key, *_),) = checkpoints(devstack, "user_profile")
-    sent_before = int(clickhouse.command("SELECT count() FROM event_sink.user_profile"))
+    sent_before = int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile"))
     assert state == "running"
     assert 40 <= acknowledged < USERS
     assert sent_before - acknowledged in (0, 20)  # at most the batch in flight at the kill went unacknowledged
@@ -78,16 +79,20 @@ def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstac
 
     assert f"user_profile: {USERS:,} to go, {acknowledged:,} done before" in result.stdout
     acknowledged_rows = "SELECT count() FROM event_sink.user_profile WHERE id <= {last:Int32}"
-    assert int(clickhouse.command(acknowledged_rows, parameters={"last": int(last_key)})) == acknowledged
-    assert int(clickhouse.command("SELECT count() FROM event_sink.user_profile")) == USERS + sent_before - acknowledged
-    assert int(clickhouse.command("SELECT count() FROM event_sink.user_profile FINAL")) == USERS
+    assert (
+        int(devstack_clickhouse_client.command(acknowledged_rows, parameters={"last": int(last_key)})) == acknowledged
+    )
+    assert (
+        int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile"))
+        == USERS + sent_before - acknowledged
+    )
+    assert int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile FINAL")) == USERS
     assert checkpoints(devstack, "user_profile")[0][:2] == ("done", USERS)
-    clickhouse.command("SYSTEM START MERGES event_sink.user_profile")
+    devstack_clickhouse_client.command("SYSTEM START MERGES event_sink.user_profile")
 
 
-def test_workers_dump_the_ranges_of_a_sink_in_parallel(devstack, clickhouse):
+def test_workers_dump_the_ranges_of_a_sink_in_parallel(devstack, devstack_clickhouse_client):
     worker = devstack.start_worker(concurrency=3)
-    started = time.monotonic()
     try:
         result = devstack.manage(
             "lms",
@@ -106,12 +111,16 @@ def test_workers_dump_the_ranges_of_a_sink_in_parallel(devstack, clickhouse):
     finally:
         devstack.stop_worker(worker, timeout=1)  # its work is done: no need to wait for a warm shutdown
 
-    assert time.monotonic() - started < 60
+    # the worker dumped the three ranges (the command gives up on a range no worker takes within --worker_timeout)
+    log = worker.log_path.read_text()
+    assert len(re.findall(r"dump_backfill_range\[[^\]]+\] succeeded", log)) == 3, log[-4000:]
     ranges = checkpoints(devstack, "course_enrollment")
     assert [state for state, *_ in ranges] == ["done"] * 3
     assert sum(rows for _, rows, *_ in ranges) == ENROLLMENTS
     bounds = [(start, end) for *_, start, end in ranges]
     assert bounds[0][0] == "" and bounds[-1][1] == ""
     assert all(previous[1] == following[0] for previous, following in itertools.pairwise(bounds))
-    assert int(clickhouse.command("SELECT count() FROM event_sink.course_enrollment FINAL")) == ENROLLMENTS
+    assert (
+        int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.course_enrollment FINAL")) == ENROLLMENTS
+    )
     assert f"course_enrollment  {ENROLLMENTS:>4}" in result.stdout.replace(",", "")

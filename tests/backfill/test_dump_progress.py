@@ -33,7 +33,7 @@ class Clock:
 
 
 @pytest.mark.django_db
-def test_without_a_terminal_progress_is_plain_lines_and_a_summary_table(clickhouse, dump, learners):
+def test_without_a_terminal_progress_is_plain_lines_and_a_summary_table(backfill_clickhouse, dump, learners):
     learners(10)
 
     output = dump("--object", "user_profile", "--batch_size", "2")
@@ -48,7 +48,7 @@ def test_without_a_terminal_progress_is_plain_lines_and_a_summary_table(clickhou
 
 
 @pytest.mark.django_db
-def test_on_a_terminal_progress_is_a_bar_redrawn_in_place(clickhouse, learners):
+def test_on_a_terminal_progress_is_a_bar_redrawn_in_place(backfill_clickhouse, learners):
     learners(4)
     terminal = Terminal()
 
@@ -62,7 +62,7 @@ def test_on_a_terminal_progress_is_a_bar_redrawn_in_place(clickhouse, learners):
 
 
 @pytest.mark.django_db
-def test_no_progress_prints_only_the_summary(clickhouse, dump, learners):
+def test_no_progress_prints_only_the_summary(backfill_clickhouse, dump, learners):
     learners(3)
 
     output = dump("--object", "user_profile", "--batch_size", "1", "--no-progress")

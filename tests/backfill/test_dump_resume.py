@@ -10,11 +10,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def merges_stopped(clickhouse):
+def merges_stopped(backfill_clickhouse):
     """Keep every inserted row visible in count(), so a batch sent twice would show."""
-    clickhouse.command("SYSTEM STOP MERGES event_sink_backfill.user_profile")
+    backfill_clickhouse.command("SYSTEM STOP MERGES event_sink_backfill.user_profile")
     yield
-    clickhouse.command("SYSTEM START MERGES event_sink_backfill.user_profile")
+    backfill_clickhouse.command("SYSTEM START MERGES event_sink_backfill.user_profile")
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def ctrl_c_after(monkeypatch):
 
 
 @pytest.mark.usefixtures("merges_stopped")
-def test_ctrl_c_then_resume_sends_every_row_exactly_once(clickhouse, dump, summary, learners, ctrl_c_after):
+def test_ctrl_c_then_resume_sends_every_row_exactly_once(backfill_clickhouse, dump, summary, learners, ctrl_c_after):
     learners(10)
     ctrl_c_after(batches=2)
 
@@ -48,19 +48,19 @@ def test_ctrl_c_then_resume_sends_every_row_exactly_once(clickhouse, dump, summa
     checkpoint = DumpCheckpoint.objects.get(sink="user_profile")
     assert (checkpoint.state, checkpoint.rows) == (DumpCheckpoint.STOPPED, 6)
     assert checkpoint.last_acknowledged == str(UserProfile.objects.order_by("id")[5].id)
-    assert clickhouse.count("user_profile") == 6
+    assert backfill_clickhouse.count("user_profile") == 6
 
     output = dump("--object", "user_profile", "--resume")
 
     assert summary(output)["user_profile"] == (4, 0, 0)
     assert "user_profile: 10 to go, 6 done before" in output
-    assert clickhouse.count("user_profile") == 10  # nothing sent twice (merges are stopped)
-    assert clickhouse.count("user_profile", final=True) == 10
+    assert backfill_clickhouse.count("user_profile") == 10  # nothing sent twice (merges are stopped)
+    assert backfill_clickhouse.count("user_profile", final=True) == 10
     checkpoint.refresh_from_db()
     assert (checkpoint.state, checkpoint.rows) == (DumpCheckpoint.DONE, 10)
 
 
-def test_resume_keeps_the_interrupted_runs_limit(clickhouse, dump, learners, ctrl_c_after):
+def test_resume_keeps_the_interrupted_runs_limit(backfill_clickhouse, dump, learners, ctrl_c_after):
     learners(10)
     ctrl_c_after(batches=1)
     with pytest.raises(CommandError):
@@ -68,10 +68,10 @@ def test_resume_keeps_the_interrupted_runs_limit(clickhouse, dump, learners, ctr
 
     dump("--object", "user_profile", "--resume", "--batch_size", "2")
 
-    assert clickhouse.count("user_profile") == 5
+    assert backfill_clickhouse.count("user_profile") == 5
 
 
-def test_resume_with_other_selection_options_is_refused(clickhouse, dump, learners, ctrl_c_after):
+def test_resume_with_other_selection_options_is_refused(backfill_clickhouse, dump, learners, ctrl_c_after):
     learners(4)
     ctrl_c_after(batches=1)
     with pytest.raises(CommandError):
@@ -81,7 +81,7 @@ def test_resume_with_other_selection_options_is_refused(clickhouse, dump, learne
         dump("--object", "user_profile", "--resume", "--limit", "4")
 
 
-def test_resume_into_another_clickhouse_database_is_refused(clickhouse, dump, learners, ctrl_c_after):
+def test_resume_into_another_clickhouse_database_is_refused(backfill_clickhouse, dump, learners, ctrl_c_after):
     learners(4)
     ctrl_c_after(batches=1)
     with pytest.raises(CommandError):
@@ -92,17 +92,17 @@ def test_resume_into_another_clickhouse_database_is_refused(clickhouse, dump, le
         dump("--object", "user_profile", "--resume", "--database", "default")
 
 
-def test_resume_after_a_complete_run_has_nothing_to_do(clickhouse, dump, learners):
+def test_resume_after_a_complete_run_has_nothing_to_do(backfill_clickhouse, dump, learners):
     learners(3)
     dump("--object", "user_profile")
 
     output = dump("--object", "user_profile", "--resume")
 
     assert "already complete" in output
-    assert clickhouse.count("user_profile") == 3
+    assert backfill_clickhouse.count("user_profile") == 3
 
 
-def test_a_new_run_starts_over(clickhouse, dump, learners, ctrl_c_after):
+def test_a_new_run_starts_over(backfill_clickhouse, dump, learners, ctrl_c_after):
     learners(4)
     ctrl_c_after(batches=1)
     with pytest.raises(CommandError):

@@ -1,7 +1,5 @@
 """--workers without a worker: a clear error after the timeout, and tasks that arrive late do nothing."""
 
-import time
-
 import pytest
 from common.djangoapps.student.models import UserProfile
 from django.core.management import CommandError
@@ -14,22 +12,21 @@ from aspects_sink.sinks.registry import get_sink
 pytestmark = pytest.mark.django_db
 
 
-def test_without_a_worker_the_command_fails_after_the_timeout(clickhouse, dump, learners):
+@pytest.mark.timeout(120)  # fails only if the command waits for a worker forever
+def test_without_a_worker_the_command_fails_after_the_timeout(backfill_clickhouse, dump, learners):
     learners(6)
-    started = time.monotonic()
 
     with pytest.raises(CommandError, match="no Celery worker picked up the backfill tasks within 1s") as raised:
         dump("--object", "user_profile", "--workers", "2", "--worker_timeout", "1")
 
-    assert time.monotonic() - started < 10
     assert "\n" not in str(raised.value)
     ranges = list(DumpCheckpoint.objects.filter(sink="user_profile"))
     assert len(ranges) == 2
     assert {checkpoint.state for checkpoint in ranges} == {DumpCheckpoint.STOPPED}
-    assert clickhouse.count("user_profile") == 0
+    assert backfill_clickhouse.count("user_profile") == 0
 
 
-def test_a_task_for_a_range_given_up_on_does_nothing(clickhouse, dump, learners):
+def test_a_task_for_a_range_given_up_on_does_nothing(backfill_clickhouse, dump, learners):
     learners(4)
     with pytest.raises(CommandError):
         dump("--object", "user_profile", "--workers", "1", "--worker_timeout", "0.5")
@@ -39,10 +36,10 @@ def test_a_task_for_a_range_given_up_on_does_nothing(clickhouse, dump, learners)
 
     row.refresh_from_db()
     assert row.state == DumpCheckpoint.STOPPED
-    assert clickhouse.count("user_profile") == 0
+    assert backfill_clickhouse.count("user_profile") == 0
 
 
-def test_a_task_dumps_its_range_only(clickhouse, learners):
+def test_a_task_dumps_its_range_only(backfill_clickhouse, learners):
     learners(9)
     parameters = checkpoints.RunParameters(batch_size=2, sleep_time=0)
     keys = list(UserProfile.objects.order_by("id").values_list("id", flat=True))
@@ -53,10 +50,10 @@ def test_a_task_dumps_its_range_only(clickhouse, learners):
 
     row.refresh_from_db()
     assert (row.state, row.rows, row.last_acknowledged) == (DumpCheckpoint.DONE, 4, str(keys[6]))
-    assert clickhouse.column("user_profile", "id") == keys[3:7]
+    assert backfill_clickhouse.column("user_profile", "id") == keys[3:7]
 
 
-def test_split_cuts_the_keys_into_equal_ranges(clickhouse, learners):
+def test_split_cuts_the_keys_into_equal_ranges(backfill_clickhouse, learners):
     learners(10)
     source = BackfillSource(get_sink("user_profile"))
     keys = [str(key) for key in source.between().values_list("pk", flat=True)]
@@ -65,7 +62,7 @@ def test_split_cuts_the_keys_into_equal_ranges(clickhouse, learners):
     assert workers.split(source, keys[7], 4) == [(keys[7], keys[8]), (keys[8], "")]
 
 
-def test_ranges_given_up_on_are_finished_by_resume_in_this_process(clickhouse, dump, summary, learners):
+def test_ranges_given_up_on_are_finished_by_resume_in_this_process(backfill_clickhouse, dump, summary, learners):
     learners(7)
     with pytest.raises(CommandError):
         dump("--object", "user_profile", "--workers", "3", "--worker_timeout", "0.5", "--batch_size", "2")
@@ -73,12 +70,12 @@ def test_ranges_given_up_on_are_finished_by_resume_in_this_process(clickhouse, d
     output = dump("--object", "user_profile", "--resume", "--batch_size", "2")
 
     assert summary(output)["user_profile"] == (7, 0, 0)
-    assert clickhouse.count("user_profile") == 7
+    assert backfill_clickhouse.count("user_profile") == 7
     states = DumpCheckpoint.objects.filter(sink="user_profile").values_list("state", flat=True)
     assert list(states) == [DumpCheckpoint.DONE] * 3
 
 
-def test_ctrl_c_while_waiting_stops_the_ranges_so_workers_stop_too(clickhouse, dump, learners, monkeypatch):
+def test_ctrl_c_while_waiting_stops_the_ranges_so_workers_stop_too(backfill_clickhouse, dump, learners, monkeypatch):
     learners(4)
 
     def pressed_ctrl_c(*args, **kwargs):

@@ -1,6 +1,5 @@
 """Both services load plugins the way edx-platform does: entry points, plugin settings, ENV_TOKENS."""
 
-import json
 import os
 import subprocess
 import sys
@@ -9,48 +8,34 @@ from pathlib import Path
 import devstack_settings
 import pytest
 from django.conf import settings
+from processes import function_call_code, read_result, shell_code
 
-MANAGE_PY = Path(__file__).resolve().parents[2] / "devstack" / "manage.py"
+from tests.support import scenarios
 
-# Printed by the service: what a plugin sees of its settings and receivers once Django is set up.
-REPORT_SCRIPT = """
-import json, os
-from django.conf import settings
-from openedx_events.learning.signals import COURSE_ENROLLMENT_CREATED
-from xmodule.modulestore.django import COURSE_PUBLISHED
-
-def receivers(signal):
-    return [entry[0][0] for entry in signal.receivers]
-
-print(json.dumps({
-    "settings_module": os.environ["DJANGO_SETTINGS_MODULE"],
-    "service_variant": os.environ["SERVICE_VARIANT"],
-    "installed_apps": settings.INSTALLED_APPS,
-    "clickhouse": settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG,
-    "batch_size": settings.ASPECTS_SINK_BATCH_SIZE,
-    "enrollment_receivers": receivers(COURSE_ENROLLMENT_CREATED),
-    "publish_receivers": receivers(COURSE_PUBLISHED),
-}))
-"""
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANAGE_PY = REPO_ROOT / "devstack" / "manage.py"
 
 
 def run_service(service, *args, env=None):
-    """Run ``manage.py <service> <args> shell -c REPORT_SCRIPT`` and return what it reports."""
+    """Run ``manage.py <service> <args> shell`` and return what a plugin sees there (``scenarios.plugin_report``)."""
     environment = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("ASPECTS_SINK_", "LMS_CFG", "CMS_CFG", "EDX_PLATFORM_SETTINGS", "DJANGO_"))
     }
+    # tests.support.scenarios, as Devstack.env() provides it
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), environment.get("PYTHONPATH")]))
     environment.update(env or {})
+    code = shell_code(function_call_code(scenarios.plugin_report))
     completed = subprocess.run(
-        [sys.executable, str(MANAGE_PY), service, *args, "shell", "-c", REPORT_SCRIPT],
+        [sys.executable, str(MANAGE_PY), service, *args, "shell", "-c", code],
         env=environment,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return read_result(completed.stdout)
 
 
 def test_test_settings_load_plugins_from_their_entry_points():

@@ -8,19 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import RedisServer, make_devstack, outbox_counts, wait_until_drained
 
-CREATE_USERS = """
-from common.djangoapps.student.helpers import create_user
-for i in range(FIRST, FIRST + COUNT):
-    create_user(f"PREFIX{i}", f"PREFIX{i}@example.com", name=f"PREFIX {i}", city=CITY)
-result = COUNT
-"""
+from tests.support import scenarios
+from tests.support.devstacks import make_devstack, outbox_counts, wait_until_drained
+from tests.support.services import RedisServer
 
 
 def create_users(devstack, prefix: str, count: int, first: int = 0, city: str = "Lyon") -> None:
-    code = CREATE_USERS.replace("PREFIX", prefix).replace("FIRST", str(first)).replace("COUNT", str(count))
-    devstack.run_python("lms", code.replace("CITY", repr(city)))
+    devstack.run_function("lms", scenarios.create_users, prefix=prefix, count=count, first=first, city=city)
 
 
 def profile_rows(devstack, prefix: str) -> tuple[int, int]:
@@ -32,7 +27,7 @@ def profile_rows(devstack, prefix: str) -> tuple[int, int]:
     return final, raw
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def devstack(tmp_path_factory):
     devstack = make_devstack(tmp_path_factory, "outage")
     devstack.start_worker(beat=True)
@@ -92,11 +87,7 @@ def test_rejected_object_is_parked_with_its_reason_while_the_rest_go_through(tmp
         assert "profile_city" in listing
         assert "VIOLATED_CONSTRAINT" in listing or "Constraint" in listing
 
-        devstack.run_python(
-            "lms",
-            "from common.djangoapps.student.models import UserProfile\n"
-            "UserProfile.objects.filter(user__username='lost0').update(city='Paris')",
-        )
+        devstack.run_function("lms", scenarios.move_learner, username="lost0", city="Paris")
         assert "1 dead letters queued again" in devstack.manage("lms", "aspects_sink_dead_letters", "--replay").stdout
         wait_until_drained(devstack)
         assert ch.command("SELECT count() FROM profile_city FINAL WHERE city = 'Paris'") == 1

@@ -10,20 +10,20 @@ from django.core.management import call_command
 
 
 @pytest.fixture(scope="session")
-def clickhouse_path(tmp_path_factory):
+def embedded_clickhouse_path(tmp_path_factory):
     """One embedded ClickHouse per test process: chDB allows a single data path per process."""
     return tmp_path_factory.mktemp("chdb")
 
 
 @pytest.fixture
-def clickhouse(settings, clickhouse_path):
+def embedded_clickhouse(settings, embedded_clickhouse_path):
     """Point the plugin at the embedded ClickHouse, with a fresh database holding the schema."""
     from aspects_sink.connection import get_transport
 
     database = "event_sink"
     settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG = {
         **settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG,
-        "url": f"chdb://{clickhouse_path}",
+        "url": f"chdb://{embedded_clickhouse_path}",
         "database": database,
     }
     transport = get_transport()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pytest
 from waffle.testutils import override_flag
@@ -70,25 +69,13 @@ def test_extra_sinks_come_from_settings(settings):
 
 def test_extra_sinks_come_from_entry_points(settings, tmp_path, monkeypatch):
     """A package advertising a class in the ``aspects_sink.sinks`` group adds a sink, core untouched."""
-    (tmp_path / "site_sinks.py").write_text(
-        textwrap.dedent(
-            """
-            from aspects_sink.sinks import columns as col
-            from aspects_sink.sinks.base import ModelSink
-
-            class LanguageSink(ModelSink):
-                name = "profile_language"
-                model = "user_profile"
-                table = "profile_language"
-                key = ("user_id",)
-                columns = (col.Int32("user_id"), col.String("language"))
-            """
-        )
-    )
+    # The package's metadata; its class is tests.support.site_sinks.LanguageSink.
     dist_info = tmp_path / "site_sinks-1.0.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: site-sinks\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[aspects_sink.sinks]\nlanguage = site_sinks:LanguageSink\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[aspects_sink.sinks]\nlanguage = tests.support.site_sinks:LanguageSink\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     settings.ASPECTS_SINK_EXTRA_SINKS = ["cache-buster"] * 0  # a fresh registry for this settings state
     from aspects_sink.sinks import registry

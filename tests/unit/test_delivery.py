@@ -42,27 +42,27 @@ class CountingTransport:
         return self.transport.command(*args, **kwargs)
 
 
-def profiles(clickhouse, final=True):
-    return clickhouse.rows(
+def profiles(embedded_clickhouse, final=True):
+    return embedded_clickhouse.rows(
         f"SELECT user_id, city FROM event_sink.user_profile {'FINAL' if final else ''} ORDER BY user_id"
     )
 
 
-def test_repeated_changes_coalesce_into_one_row_and_one_insert(clickhouse, pii):
+def test_repeated_changes_coalesce_into_one_row_and_one_insert(embedded_clickhouse, pii):
     user = create_user("ada", "ada@example.com", name="Ada", city="Lyon")
     for city in ("Paris", "Rome", "Oslo"):
         profile = UserProfile.objects.get(user=user)
         profile.city = city
         profile.save()
     assert OutboxEntry.objects.filter(sink="user_profile").count() == 5  # user + 4 profile saves
-    counting = CountingTransport(clickhouse)
+    counting = CountingTransport(embedded_clickhouse)
     report = delivery.drain("user_profile", counting)
     assert (report.delivered, counting.inserts) == (5, 1)
-    assert profiles(clickhouse, final=False) == [(user.id, "Oslo")]
+    assert profiles(embedded_clickhouse, final=False) == [(user.id, "Oslo")]
     assert not OutboxEntry.objects.filter(sink="user_profile").exists()
 
 
-def test_the_newest_read_wins_whatever_order_rows_arrive_in(clickhouse, pii):
+def test_the_newest_read_wins_whatever_order_rows_arrive_in(embedded_clickhouse, pii):
     user = create_user("bea", "bea@example.com", city="Lyon")
     sink = get_sink("user_profile")
     old_version, new_version = VersionTick.allocate(), VersionTick.allocate()
@@ -71,25 +71,25 @@ def test_the_newest_read_wins_whatever_order_rows_arrive_in(clickhouse, pii):
     profile.save()
     from aspects_sink.sinks.base import Stamp
 
-    clickhouse.insert(sink.serialize(sink.queryset_for([user.id]), Stamp(new_version)))
+    embedded_clickhouse.insert(sink.serialize(sink.queryset_for([user.id]), Stamp(new_version)))
     profile.city = "Stale"
     profile.save()
-    clickhouse.insert(sink.serialize(sink.queryset_for([user.id]), Stamp(old_version)))  # a slow worker
-    assert profiles(clickhouse) == [(user.id, "Paris")]
+    embedded_clickhouse.insert(sink.serialize(sink.queryset_for([user.id]), Stamp(old_version)))  # a slow worker
+    assert profiles(embedded_clickhouse) == [(user.id, "Paris")]
 
 
-def test_a_rolled_back_change_leaves_nothing_to_send(clickhouse):
+def test_a_rolled_back_change_leaves_nothing_to_send(embedded_clickhouse):
     with pytest.raises(RuntimeError), transaction.atomic():
         create_user("ghost", "ghost@example.com")
         raise RuntimeError("the request failed")
     assert not OutboxEntry.objects.exists()
-    assert not clickhouse.rows("SELECT * FROM event_sink.user_profile")
+    assert not embedded_clickhouse.rows("SELECT * FROM event_sink.user_profile")
 
 
-def test_unavailable_clickhouse_keeps_entries_and_backs_off(clickhouse, pii, settings):
+def test_unavailable_clickhouse_keeps_entries_and_backs_off(embedded_clickhouse, pii, settings):
     settings.ASPECTS_SINK_RETRY_BASE_SECONDS = 3
     create_user("cy", "cy@example.com")
-    down = CountingTransport(clickhouse, fail_with=ClickHouseUnavailable("connection refused"))
+    down = CountingTransport(embedded_clickhouse, fail_with=ClickHouseUnavailable("connection refused"))
     report = delivery.drain("user_profile", down)
     assert report.retried == 2 and report.delivered == 0
     assert report.next_run_in == pytest.approx(3, abs=0.5)
@@ -103,13 +103,13 @@ def test_unavailable_clickhouse_keeps_entries_and_backs_off(clickhouse, pii, set
     assert not OutboxEntry.objects.filter(state=OutboxEntry.DEAD).exists()
 
 
-def test_a_rejected_object_is_isolated_retried_then_parked(clickhouse, pii, settings):
+def test_a_rejected_object_is_isolated_retried_then_parked(embedded_clickhouse, pii, settings):
     settings.ASPECTS_SINK_MAX_ATTEMPTS = 2
     users = [create_user(f"u{i}", f"u{i}@example.com", city="Atlantis" if i == 5 else "Lyon") for i in range(10)]
-    rejecting = CountingTransport(clickhouse, reject_when=lambda city: city == "Atlantis")
+    rejecting = CountingTransport(embedded_clickhouse, reject_when=lambda city: city == "Atlantis")
     first = delivery.drain("user_profile", rejecting)
     assert first.retried == 2 and first.parked == 0  # the bad user's two entries
-    assert len(profiles(clickhouse)) == 9
+    assert len(profiles(embedded_clickhouse)) == 9
     OutboxEntry.objects.update(available_at=OutboxEntry.objects.first().created)
     second = delivery.drain("user_profile", rejecting)
     assert second.parked == 2
@@ -118,7 +118,7 @@ def test_a_rejected_object_is_isolated_retried_then_parked(clickhouse, pii, sett
     assert all("VIOLATED_CONSTRAINT" in entry.last_error for entry in dead)
 
 
-def test_an_object_that_cannot_be_serialized_is_named(clickhouse, pii):
+def test_an_object_that_cannot_be_serialized_is_named(embedded_clickhouse, pii):
     user = create_user("dee", "dee@example.com")
     sink = get_sink("user_profile")
     fetched = sink.fetch(sink.queryset_for([user.id]))
@@ -129,11 +129,11 @@ def test_an_object_that_cannot_be_serialized_is_named(clickhouse, pii):
         sink.serialize_fetched(fetched, Stamp(1))
 
 
-def test_dead_letters_can_be_replayed(clickhouse, pii):
+def test_dead_letters_can_be_replayed(embedded_clickhouse, pii):
     create_user("eve", "eve@example.com")
     OutboxEntry.objects.filter(sink="user_profile").update(state=OutboxEntry.DEAD, attempts=8, last_error="boom")
     assert outbox.replay_dead_letters(sink_name="user_profile") == 2
-    assert delivery.drain("user_profile", clickhouse).delivered == 2
+    assert delivery.drain("user_profile", embedded_clickhouse).delivered == 2
 
 
 def test_versions_increase():

@@ -19,7 +19,7 @@ def drain_all():
         delivery.drain(name)
 
 
-def test_rows_of_pii_sinks_are_deleted_and_personal_columns_blanked(clickhouse, pii, settings):
+def test_rows_of_pii_sinks_are_deleted_and_personal_columns_blanked(embedded_clickhouse, pii, settings):
     settings.ASPECTS_SINK_RETIREMENT_WAIT = True
     course = CourseKey.from_string("course-v1:edX+R+1")
     keep, gone = create_user("keep", "keep@example.com", name="Keep"), create_user("gone", "gone@x.org", name="Gone")
@@ -30,8 +30,10 @@ def test_rows_of_pii_sinks_are_deleted_and_personal_columns_blanked(clickhouse, 
 
     record_change("user_retirement", gone.id)
     drain_all()
-    assert clickhouse.rows("SELECT username FROM event_sink.user_profile FINAL") == [("keep",)]
-    enrollments = clickhouse.rows("SELECT user_id, username FROM event_sink.course_enrollment FINAL ORDER BY user_id")
+    assert embedded_clickhouse.rows("SELECT username FROM event_sink.user_profile FINAL") == [("keep",)]
+    enrollments = embedded_clickhouse.rows(
+        "SELECT user_id, username FROM event_sink.course_enrollment FINAL ORDER BY user_id"
+    )
     assert enrollments == [(keep.id, "keep"), (gone.id, "")]
 
 

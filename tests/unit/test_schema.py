@@ -19,9 +19,9 @@ def parse_with_clickhouse(transport, sql: str) -> str:
         (schema.ClusterConfig("analytics", shards=3), ["user_profile_local", "Distributed(analytics"]),
     ],
 )
-def test_every_statement_parses(clickhouse, cluster, expect):
+def test_every_statement_parses(embedded_clickhouse, cluster, expect):
     statements = schema.create_schema(all_tables(), db="event_sink", config=cluster)
-    parsed = "\n".join(parse_with_clickhouse(clickhouse, statement) for statement in statements)
+    parsed = "\n".join(parse_with_clickhouse(embedded_clickhouse, statement) for statement in statements)
     for fragment in expect:
         assert fragment in parsed
 
@@ -39,11 +39,13 @@ def test_identifiers_are_plain_names_only():
 
 
 @pytest.mark.django_db
-def test_schema_command_is_idempotent_and_records_what_it_applied(clickhouse):
+def test_schema_command_is_idempotent_and_records_what_it_applied(embedded_clickhouse):
     from django.core.management import call_command
 
     call_command("aspects_sink_schema", verbosity=0)  # second run: nothing new, nothing broken
-    recorded = clickhouse.rows("SELECT count(), uniqExact(statement_hash) FROM event_sink.aspects_sink_schema")
+    recorded = embedded_clickhouse.rows("SELECT count(), uniqExact(statement_hash) FROM event_sink.aspects_sink_schema")
     assert recorded[0][0] == recorded[0][1] > 0
-    tables = {row[0] for row in clickhouse.rows("SELECT name FROM system.tables WHERE database = 'event_sink'")}
+    tables = {
+        row[0] for row in embedded_clickhouse.rows("SELECT name FROM system.tables WHERE database = 'event_sink'")
+    }
     assert {"user_profile", "external_id", "course_enrollment", "course_overviews", "course_blocks"} <= tables

@@ -11,7 +11,8 @@ import uuid
 import pytest
 from django.core.management import call_command
 from processes import CLICKHOUSE_PASSWORD, CLICKHOUSE_USER, Devstack
-from xapi_support import DEVSTACK_SETTINGS
+
+from tests.support.xapi import DEVSTACK_SETTINGS
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,7 @@ def devstack(tmp_path_factory):
 
 
 @pytest.fixture
-def clickhouse(devstack, settings, db):
+def devstack_clickhouse(devstack, settings, db):
     """
     In-process tests: the plugin writes to the devstack's ClickHouse, into a raw table made for the test
     (created by the schema command), so tests can alter it without disturbing each other.

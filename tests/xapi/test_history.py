@@ -13,25 +13,7 @@ import sys
 
 from processes import DEVSTACK_DIR
 
-LIVE_ACTIVITY_AND_ITS_TRACKING_LOGS = """
-import gzip
-from common.djangoapps.student.helpers import create_user
-from devstack_tools import learner_activity as activity
-from xmodule.modulestore.course_builder import create_course
-
-course = create_course("HistoryX", "Logs", "2026", "History", blocks=60)
-learners = [create_user(f"history{i}", f"history{i}@example.com", name=f"History {i}") for i in range(4)]
-with activity.recording() as events:
-    emitted = activity.emit_rounds(str(course), [learner.username for learner in learners], rounds=10)
-lines = [activity.tracking_log_line(event) + "\\n" for event in events]
-lines.insert(7, '{"name": "edx.bi.user.account.registered", "event": {}, "time": "2026-01-01T00:00:00+00:00"}\\n')
-half = len(lines) // 2
-with open(PLAIN, "w") as log:
-    log.writelines(lines[:half])
-with gzip.open(GZIPPED, "wt") as log:
-    log.writelines(lines[half:])
-result = {"course": str(course), "emitted": emitted}
-"""
+from tests.support import scenarios
 
 HISTORY_TABLE = "xapi_history"
 
@@ -49,8 +31,9 @@ def statement_ids(client, table: str, course: str, *, final: bool = False) -> li
 
 def test_history_resumes_after_a_kill_and_collapses_into_the_live_statements(devstack, tmp_path):
     plain, gzipped, checkpoint = tmp_path / "tracking.log", tmp_path / "tracking.log.1.gz", tmp_path / "checkpoint.json"
-    code = LIVE_ACTIVITY_AND_ITS_TRACKING_LOGS.replace("PLAIN", repr(str(plain))).replace("GZIPPED", repr(str(gzipped)))
-    done = devstack.run_python("lms", code)
+    done = devstack.run_function(
+        "lms", scenarios.live_activity_and_its_tracking_logs, plain=str(plain), gzipped=str(gzipped)
+    )
     assert done["emitted"] == 200
     client = devstack.clickhouse_client()
     live = devstack.wait_for(
@@ -62,9 +45,10 @@ def test_history_resumes_after_a_kill_and_collapses_into_the_live_statements(dev
     try:
         devstack.manage("lms", "aspects_sink_schema")
         history = ("aspects_sink_xapi_history", str(plain), str(gzipped), "--checkpoint", str(checkpoint))
+        # Two seconds between batches: however slow this machine, it is killed long before it could finish.
         slow = subprocess.Popen(
             [sys.executable, str(DEVSTACK_DIR / "manage.py"), "lms", *history,
-             "--batch_size", "20", "--sleep_between_batches_secs", "0.5", "--no-progress"],
+             "--batch_size", "20", "--sleep_between_batches_secs", "2", "--no-progress"],
             env=devstack.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         devstack.wait_for(lambda: checkpoint.exists() and sum(json.loads(checkpoint.read_text()).values()) >= 40)

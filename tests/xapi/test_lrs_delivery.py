@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from devstack_settings import drop_database
 from processes import Devstack
-from test_end_to_end import learners_do_a_course, wait_for_statements
-from xapi_support import DEVSTACK_SETTINGS
+
+from tests.support.xapi import DEVSTACK_SETTINGS, learners_do_a_course, wait_for_statements
 
 pytestmark = pytest.mark.slow
 

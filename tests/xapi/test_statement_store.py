@@ -13,12 +13,12 @@ from common.djangoapps.student.helpers import create_user
 from devstack_tools import learner_activity as activity
 from django.core.management import call_command
 from django.db import transaction
-from xapi_support import raw_rows
 from xmodule.modulestore.course_builder import create_course
 
 from aspects_sink import delivery
 from aspects_sink.models import XapiStatement
 from aspects_sink.sinks.xapi_statements import XapiStatementSink, raw_table
+from tests.support.xapi import raw_rows
 
 SINK_NAME = XapiStatementSink.name
 
@@ -52,16 +52,16 @@ def test_a_statement_is_recorded_with_the_request_that_emitted_it(course, learne
     assert XapiStatement.objects.count() == 5
 
 
-def test_statements_go_to_clickhouse_in_one_insert_per_batch(clickhouse, course, learners, settings):
+def test_statements_go_to_clickhouse_in_one_insert_per_batch(devstack_clickhouse, course, learners, settings):
     settings.ASPECTS_SINK_XAPI_BATCH_SIZE = 10
     do_a_round(course, learners)
 
-    report = drain(clickhouse)
+    report = drain(devstack_clickhouse)
 
     assert (report.delivered, report.inserts) == (15, 2)
-    assert raw_rows(clickhouse) == 15
+    assert raw_rows(devstack_clickhouse) == 15
     assert not XapiStatement.objects.exists()  # forgotten once ClickHouse acknowledged them
-    engine, partition_key, sorting_key = clickhouse.rows(
+    engine, partition_key, sorting_key = devstack_clickhouse.rows(
         "SELECT engine, partition_key, sorting_key FROM system.tables WHERE database = 'xapi' AND name = {t:String}",
         {"t": raw_table().name},
     )[0]
@@ -85,19 +85,19 @@ def test_erbs_circuit_breaker_stops_statements(course, learners, settings):
 
 
 def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
-    clickhouse, course, learners, settings, caplog
+    devstack_clickhouse, course, learners, settings, caplog
 ):
     settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
     settings.ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS = 2
     table = raw_table().insert_target
-    clickhouse.command(f"ALTER TABLE {table} ADD CONSTRAINT no_video CHECK position(event, 'video/verbs') = 0")
+    devstack_clickhouse.command(f"ALTER TABLE {table} ADD CONSTRAINT no_video CHECK position(event, 'video/verbs') = 0")
     do_a_round(course, learners)  # three video statements among fifteen
 
     with caplog.at_level(logging.ERROR, logger="aspects_sink"):
-        report = drain(clickhouse)
+        report = drain(devstack_clickhouse)
 
     assert (report.delivered, report.parked) == (12, 3)
-    assert raw_rows(clickhouse) == 12  # the others went through
+    assert raw_rows(devstack_clickhouse) == 12  # the others went through
     dead = XapiStatement.objects.filter(state=XapiStatement.DEAD)
     assert dead.count() == 2  # the bound: the oldest was evicted...
     evicted = [record.getMessage() for record in caplog.records if "evicted the oldest" in record.getMessage()]
@@ -109,7 +109,7 @@ def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
     listing = output.getvalue()
     assert "2 dead letters." in listing and "no_video" in listing
 
-    clickhouse.command(f"ALTER TABLE {table} DROP CONSTRAINT no_video")
+    devstack_clickhouse.command(f"ALTER TABLE {table} DROP CONSTRAINT no_video")
     call_command("aspects_sink_dead_letters", "--replay", "--sink", SINK_NAME, stdout=io.StringIO())
-    assert drain(clickhouse).delivered == 2
-    assert raw_rows(clickhouse) == 14
+    assert drain(devstack_clickhouse).delivered == 2
+    assert raw_rows(devstack_clickhouse) == 14

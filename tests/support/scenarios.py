@@ -1,0 +1,232 @@
+"""
+What the tests do inside the stand-in platform: functions run in an LMS or CMS process (Django set up)
+with ``Devstack.run_function(service, function, **kwargs)``, as a platform request would run them.
+
+Arguments and results travel as JSON. The platform's modules are imported inside each function: this
+module is imported by the test process too (for the functions' names), which need not set Django up.
+"""
+
+from __future__ import annotations
+
+import time
+
+# -- the outbox and the statement queue ----------------------------------------------------------
+
+
+def outbox_counts() -> dict:
+    """Pending and dead outbox entries."""
+    from aspects_sink.models import OutboxEntry
+
+    return {state: OutboxEntry.objects.filter(state=state).count() for state in ("pending", "dead")}
+
+
+def statement_counts() -> dict:
+    """Pending and dead xAPI statements."""
+    from aspects_sink.models import XapiStatement
+
+    return {state: XapiStatement.objects.filter(state=state).count() for state in ("pending", "dead")}
+
+
+# -- courses -------------------------------------------------------------------------------------
+
+
+def publish_course(org: str, course: str, run: str, display_name: str, blocks: int) -> dict:
+    """Publish a course (CMS); its key and how many blocks it has."""
+    from xmodule.modulestore.course_builder import create_course
+    from xmodule.modulestore.django import modulestore
+
+    key = create_course(org, course, run, display_name=display_name, blocks=blocks)
+    return {"course": str(key), "blocks": len(modulestore().get_items(key))}
+
+
+def publishing_storm(publishes: int, pause: float, blocks: int) -> dict:
+    """
+    Publish one course ``publishes`` times, ``pause`` seconds apart (CMS); the course, the display name
+    of its last publication, and the seconds from the first publication to the last.
+    """
+    from xmodule.modulestore.course_builder import create_course
+
+    first = last = None
+    for number in range(1, publishes + 1):
+        if number > 1:
+            time.sleep(pause)
+        key = create_course("edX", "Storm", "2026", display_name=f"Storm {number}", blocks=blocks)
+        last = time.monotonic()
+        first = first or last
+    return {"course": str(key), "display_name": f"Storm {publishes}", "seconds": last - first}
+
+
+# -- learners ------------------------------------------------------------------------------------
+
+
+def create_users(prefix: str, count: int, first: int = 0, city: str = "Lyon") -> int:
+    """Register learners ``<prefix><first>`` to ``<prefix><first + count - 1>`` living in ``city``."""
+    from common.djangoapps.student.helpers import create_user
+
+    for number in range(first, first + count):
+        create_user(f"{prefix}{number}", f"{prefix}{number}@example.com", name=f"{prefix} {number}", city=city)
+    return count
+
+
+def move_learner(username: str, city: str) -> int:
+    """Change where a learner lives with a queryset update (no save signal); the profiles updated."""
+    from common.djangoapps.student.models import UserProfile
+
+    return UserProfile.objects.filter(user__username=username).update(city=city)
+
+
+def make_every_kind_of_change(course: str) -> dict:
+    """
+    Learners register, enroll and change in every way the sinks follow, in ``course``; one is retired
+    and a rolled-back registration leaves nothing. Returns the retired learner's id.
+    """
+    import datetime
+
+    from common.djangoapps.student.helpers import create_user
+    from common.djangoapps.student.models import CourseEnrollment, UserProfile
+    from django.db import transaction
+    from opaque_keys.edx.keys import CourseKey
+    from openedx.core.djangoapps.external_user_ids.models import ExternalId
+    from openedx.core.djangoapps.user_api.accounts.api import retire_user
+
+    course_key = CourseKey.from_string(course)
+    users = [create_user(f"learner{i}", f"learner{i}@example.com", name=f"Learner {i}", city="Lyon") for i in range(12)]
+    for user in users:
+        ExternalId.add_new_user_id(user, "xapi")
+        CourseEnrollment.enroll(user, course_key, "audit")
+
+    # profile changes, a username change, an email change through update_fields, and a login (ignored)
+    for user in users[:4]:
+        profile = UserProfile.objects.get(user=user)
+        profile.city = "Paris"
+        profile.save()
+    users[4].username = "renamed4"
+    users[4].save()
+    users[5].email = "new5@example.com"
+    users[5].save(update_fields=["email"])
+    users[6].last_login = datetime.datetime.now(datetime.UTC)
+    users[6].save(update_fields=["last_login"])
+
+    # enrollment changes: unenroll, change of mode (sends only COURSE_ENROLLMENT_CHANGED), re-enroll
+    CourseEnrollment.unenroll(users[7], course_key)
+    CourseEnrollment.objects.get(user=users[8], course_id=course_key).change_mode("verified")
+    CourseEnrollment.unenroll(users[9], course_key)
+    CourseEnrollment.enroll(users[9], course_key, "honor")
+
+    # a transaction that rolls back sends nothing
+    try:
+        with transaction.atomic():
+            create_user("ghost", "ghost@example.com", name="Ghost")
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+
+    retire_user(users[11])
+    return {"retired_id": users[11].id}
+
+
+def lms_snapshot() -> dict:
+    """Profiles, external ids and enrollments as the LMS holds them, sorted, in ClickHouse's columns."""
+    from common.djangoapps.student.models import CourseEnrollment, UserProfile
+    from openedx.core.djangoapps.external_user_ids.models import ExternalId
+
+    return {
+        "profiles": sorted(
+            [p.user_id, p.name, p.user.username, p.user.email, p.city] for p in UserProfile.objects.all()
+        ),
+        "external_ids": sorted([str(e.external_user_id), e.user_id, e.user.username] for e in ExternalId.objects.all()),
+        "enrollments": sorted(
+            [str(e.course_id), e.user_id, e.mode, e.is_active, e.user.username] for e in CourseEnrollment.objects.all()
+        ),
+    }
+
+
+# -- learner activity (xAPI) ---------------------------------------------------------------------
+
+
+def learners_do_a_course(name: str, learners: int, rounds: int, events_file: str) -> dict:
+    """
+    A course ``name`` and ``learners`` learners who go through it ``rounds`` times, their tracking events
+    pickled into ``events_file`` (for :func:`send_again`). Returns the course, how many events were
+    emitted, the ids event-routing-backends gives their statements, and the learners' ids by username.
+    """
+    import copy
+    import pickle
+
+    from common.djangoapps.student.helpers import create_user
+    from devstack_tools import learner_activity as activity
+    from event_routing_backends.processors.xapi.transformer_processor import XApiProcessor
+    from xmodule.modulestore.course_builder import create_course
+
+    course = create_course("XapiX", name, "2026", "xAPI end to end", blocks=60)
+    users = [create_user(f"{name}_{i}", f"{name}_{i}@example.com", name=f"Learner {i}") for i in range(learners)]
+    with activity.recording() as events:
+        emitted = activity.emit_rounds(str(course), [user.username for user in users], rounds=rounds)
+    with open(events_file, "wb") as pickled:
+        pickle.dump(events, pickled)
+    return {
+        "course": str(course),
+        "emitted": emitted,
+        "erb_ids": [statement["id"] for statement in XApiProcessor()(copy.deepcopy(events))],
+        "users": {user.username: user.id for user in users},
+    }
+
+
+def send_again(events_file: str) -> None:
+    """Send the tracking events pickled by :func:`learners_do_a_course` again."""
+    import pickle
+
+    from devstack_tools import learner_activity as activity
+
+    with open(events_file, "rb") as pickled:
+        activity.send_again(pickle.load(pickled))
+
+
+def live_activity_and_its_tracking_logs(plain: str, gzipped: str) -> dict:
+    """
+    Four learners go through a course ten times (sent live), and their events are written as tracking
+    logs: the first half to ``plain``, the rest gzipped to ``gzipped``, with a non-xAPI event among them.
+    """
+    import gzip
+
+    from common.djangoapps.student.helpers import create_user
+    from devstack_tools import learner_activity as activity
+    from xmodule.modulestore.course_builder import create_course
+
+    course = create_course("HistoryX", "Logs", "2026", "History", blocks=60)
+    learners = [create_user(f"history{i}", f"history{i}@example.com", name=f"History {i}") for i in range(4)]
+    with activity.recording() as events:
+        emitted = activity.emit_rounds(str(course), [learner.username for learner in learners], rounds=10)
+    lines = [activity.tracking_log_line(event) + "\n" for event in events]
+    lines.insert(7, '{"name": "edx.bi.user.account.registered", "event": {}, "time": "2026-01-01T00:00:00+00:00"}\n')
+    half = len(lines) // 2
+    with open(plain, "w") as log:
+        log.writelines(lines[:half])
+    with gzip.open(gzipped, "wt") as log:
+        log.writelines(lines[half:])
+    return {"course": str(course), "emitted": emitted}
+
+
+# -- the platform's plugin machinery -------------------------------------------------------------
+
+
+def plugin_report() -> dict:
+    """What a plugin sees of its settings and receivers once Django is set up."""
+    import os
+
+    from django.conf import settings
+    from openedx_events.learning.signals import COURSE_ENROLLMENT_CREATED
+    from xmodule.modulestore.django import COURSE_PUBLISHED
+
+    def receivers(signal):
+        return [entry[0][0] for entry in signal.receivers]
+
+    return {
+        "settings_module": os.environ["DJANGO_SETTINGS_MODULE"],
+        "service_variant": os.environ["SERVICE_VARIANT"],
+        "installed_apps": settings.INSTALLED_APPS,
+        "clickhouse": settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG,
+        "batch_size": settings.ASPECTS_SINK_BATCH_SIZE,
+        "enrollment_receivers": receivers(COURSE_ENROLLMENT_CREATED),
+        "publish_receivers": receivers(COURSE_PUBLISHED),
+    }
