@@ -15,8 +15,8 @@ from typing import Any
 
 from django.db.models import Q
 
-from aspects_sink import schema
 from aspects_sink.sinks import columns as col
+from aspects_sink.sinks import schema
 from aspects_sink.sinks.base import ModelSink, Sink, Stamp
 from aspects_sink.transport import ClickHouseTransport, ColumnBatch
 

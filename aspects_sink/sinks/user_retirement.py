@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aspects_sink import schema
 from aspects_sink.conf import aspects_settings
+from aspects_sink.sinks import schema
 from aspects_sink.sinks.base import Sink, Stamp, Statement, TableSpec
 from aspects_sink.sinks.registry import all_sinks
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from aspects_sink import schema
 from aspects_sink.management.commands.aspects_sink_schema import all_tables
+from aspects_sink.sinks import schema
 
 
 def parse_with_clickhouse(transport, sql: str) -> str:

@@ -6,8 +6,8 @@ import hashlib
 
 from django.core.management.base import BaseCommand, CommandError
 
-from aspects_sink import schema
 from aspects_sink.management.options import add_connection_arguments, transport_from_options
+from aspects_sink.sinks import schema
 from aspects_sink.sinks.registry import all_tables
 from aspects_sink.transport import ColumnBatch, TransportError
 

@@ -16,13 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from aspects_sink import toggles
 from aspects_sink.conf import aspects_settings
-
-if TYPE_CHECKING:  # the sinks use this module's quoting: their tables are only described here
-    from aspects_sink.sinks.base import TableSpec
+from aspects_sink.sinks.base import TableSpec
 
 SCHEMA_LOG_TABLE = "aspects_sink_schema"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
