@@ -4,9 +4,16 @@ Courses of any size for tests, demos and seeding, published through the modulest
 A course of ``blocks`` blocks has the course block, up to three detached blocks (about, course_info,
 static_tab) and a tree course → chapters → sequentials → verticals → problem/video/html leaves, filled
 chapter by chapter until the count is reached. Every other sequential is graded.
+
+Block ids are shaped as Studio makes them: 32 hexadecimal digits (``uuid4().hex``) for every block an author
+adds, ``course`` for the course block, and the fixed names of the about and course-info pages. Consumers parse
+them (Aspects cuts a problem's id at its first underscore), so ids like ``problem_1`` would not do. Here the
+hex is derived from the course, the block type and the block's number, so republishing a course keeps its ids,
+as a Studio publish does.
 """
 
 import itertools
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -29,33 +36,46 @@ LABELS = {
     "video": "Video",
     "html": "Text",
 }
-DETACHED_BLOCKS = (  # (block type, block id, display name)
+DETACHED_BLOCKS = (  # (block type, block id or None for a Studio-made hex id, display name)
     ("about", "overview", "Overview"),
     ("course_info", "updates", "Course Updates"),
-    ("static_tab", "syllabus", "Syllabus"),
+    ("static_tab", None, "Syllabus"),
 )
+_BLOCK_ID_NAMESPACE = uuid.UUID("0d7b2b1e-52f4-4c57-9a8e-3f1f6a0c2b9d")
+
+
+def studio_block_id(course: str, block_type: str, number: int) -> str:
+    """A block id as Studio makes it (32 hex digits), the same for the same course, type and number."""
+    return uuid.uuid5(_BLOCK_ID_NAMESPACE, f"{course}/{block_type}/{number}").hex
 
 
 def build_course_blocks(
-    display_name: str, blocks: int, course_fields: dict[str, Any] | None = None
+    display_name: str, blocks: int, course_fields: dict[str, Any] | None = None, *, course: str = ""
 ) -> tuple[BlockSpec, list[BlockSpec]]:
-    """The course block (with its tree) and the detached blocks of a course of exactly ``blocks`` blocks."""
+    """
+    The course block (with its tree) and the detached blocks of a course of exactly ``blocks`` blocks;
+    ``course`` (the course key) seeds the blocks' hex ids.
+    """
     if blocks < 1:
         raise ValueError("A course has at least its course block")
-    course = BlockSpec("course", "course", display_name, fields=dict(course_fields or {}))
-    detached = [BlockSpec(*spec) for spec in DETACHED_BLOCKS[: blocks - 1]]
-    _fill_tree(course, remaining=blocks - 1 - len(detached))
-    return course, detached
+    course_block = BlockSpec("course", "course", display_name, fields=dict(course_fields or {}))
+    detached = [
+        BlockSpec(block_type, block_id or studio_block_id(course, block_type, 1), name)
+        for block_type, block_id, name in DETACHED_BLOCKS[: blocks - 1]
+    ]
+    _fill_tree(course_block, remaining=blocks - 1 - len(detached), course=course)
+    return course_block, detached
 
 
-def _fill_tree(course: BlockSpec, remaining: int) -> None:
+def _fill_tree(course_block: BlockSpec, remaining: int, course: str) -> None:
     numbers = {block_type: itertools.count(1) for block_type in LABELS}
-    ancestors = [course]  # ancestors[depth] is the last block added at that depth
+    ancestors = [course_block]  # ancestors[depth] is the last block added at that depth
     for parent_depth, block_type in itertools.islice(_course_shape(), remaining):
         number = next(numbers[block_type])
         graded = block_type == "sequential" and number % 2 == 0
         fields = {"graded": True, "format": "Homework"} if graded else {}
-        block = BlockSpec(block_type, f"{block_type}_{number}", f"{LABELS[block_type]} {number}", fields=fields)
+        block_id = studio_block_id(course, block_type, number)
+        block = BlockSpec(block_type, block_id, f"{LABELS[block_type]} {number}", fields=fields)
         ancestors[parent_depth].children.append(block)
         ancestors[parent_depth + 1 :] = [block]
 
@@ -92,6 +112,8 @@ def create_course(
     """
     course_key = CourseLocator(org, course, run)
     fields = {"start": start, "end": end, "self_paced": self_paced, **course_fields}
-    course_block, detached = build_course_blocks(display_name or f"{org} {course} {run}", blocks, fields)
+    course_block, detached = build_course_blocks(
+        display_name or f"{org} {course} {run}", blocks, fields, course=str(course_key)
+    )
     modulestore().publish_course(course_key, course_block, detached, user_id=user_id)
     return course_key
