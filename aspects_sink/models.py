@@ -6,7 +6,9 @@ the entry, and nothing is sent. Celery tasks drain entries after commit and dele
 ClickHouse has acknowledged the rows (docs/decisions/0001-transactional-outbox.rst).
 """
 
-from django.db import models
+import datetime
+
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 
@@ -50,13 +52,30 @@ class OutboxEntry(LeasedEntry):
         return f"{self.sink} {self.object_id} ({self.state}, {self.attempts} attempts)"
 
 
+class Tick(int):
+    """A number of the version sequence, with the LMS database's time it was taken at (``at``)."""
+
+    at: datetime.datetime
+
+    def __new__(cls, number: int, at: datetime.datetime) -> "Tick":
+        tick = super().__new__(cls, number)
+        tick.at = at
+        return tick
+
+
 class VersionTick(models.Model):
     """
     A sequence in the LMS database. Each batch takes a number just before it reads the objects; that
     number is the rows' ``version`` in ClickHouse, so a later read always wins, with no clock involved.
+
+    Each number also carries a time, for Aspects' own tables, whose readers pick the latest row by
+    ``max(time_last_dumped)``: taken from the LMS database's clock, never the worker's, and made later
+    than the previous number's, so for any one object the order of the times is the order of the
+    versions, whichever worker host took them (docs/decisions/0002-row-versions.rst).
     """
 
     id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(null=True)
 
     class Meta:
         app_label = "aspects_sink"
@@ -65,11 +84,38 @@ class VersionTick(models.Model):
         return f"version {self.id}"
 
     @classmethod
-    def allocate(cls) -> int:
-        """The next number of the sequence: the version of rows read after this call."""
-        tick = cls.objects.create()
-        cls.objects.filter(id__lt=tick.id).delete()
-        return tick.id
+    def allocate(cls) -> Tick:
+        """
+        The next number of the sequence, the version of rows read after this call, with its time.
+
+        The latest number's row is locked while the next is taken, so two workers take numbers and
+        times in one order. Older rows are deleted, except the latest, which the next caller locks.
+        """
+        with transaction.atomic():
+            previous = cls.objects.select_for_update().order_by("-id").values_list("id", "at").first()
+            at = database_now()
+            if previous and previous[1] and at <= previous[1]:
+                at = previous[1] + datetime.timedelta(microseconds=1)
+            tick = cls.objects.create(at=at)
+            if previous:
+                cls.objects.filter(id__lt=previous[0]).delete()
+        return Tick(tick.id, at)
+
+
+def database_now() -> datetime.datetime:
+    """
+    The LMS database's clock (UTC, microseconds), one clock for every worker host. SQLite is a file on
+    this host, so there this host's clock is the database's.
+    """
+    if connection.vendor == "mysql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT UTC_TIMESTAMP(6)")
+            return cursor.fetchone()[0].replace(tzinfo=datetime.UTC)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            return cursor.fetchone()[0].astimezone(datetime.UTC)
+    return timezone.now().astimezone(datetime.UTC)
 
 
 class DumpCheckpoint(models.Model):
