@@ -3,9 +3,9 @@ The events routers ERB's ``xapi`` backend is rewired to (:mod:`aspects_sink.xapi
 
 Each event is transformed by the router's own processors, as ERB configured them (its allow-list,
 then ``XApiProcessor`` with the transformer registry), and the resulting statements are recorded for
-ClickHouse in the transaction that emitted the event. An LRS configured in ERB's
-``RouterConfiguration`` still receives the event through ERB's own routing (batching and retries
-included); without one, ERB's routing is skipped.
+ClickHouse in the transaction that emitted the event. ERB's own routing to LRSs (``RouterConfiguration``
+rows, with its batching and retries) goes on only for the routes listed in ``ASPECTS_SINK_XAPI_LRS_ROUTE_URLS``:
+Aspects' Ralph route inserts into the same raw table, so by default no statement reaches ClickHouse twice.
 """
 
 from __future__ import annotations
@@ -43,8 +43,26 @@ class ClickHouseRouting:
             statements = self.process_event(event)
             with transaction.atomic():
                 store.record(statements)
-        if RouterConfiguration.get_enabled_routers(self.backend_name):
+        if kept_lrs_routes(self.backend_name):
             super().send(event)
+
+    def prepare_to_send(self, events, router_urls=None):
+        """ERB's routing, to the kept LRS routes only (also when it replays failed events for given routes)."""
+        kept = kept_lrs_routes(self.backend_name)
+        if router_urls:
+            kept = [url for url in kept if url in router_urls]
+        if not kept:
+            return {}
+        return super().prepare_to_send(events, router_urls=kept)
+
+
+def kept_lrs_routes(backend_name: str) -> list[str]:
+    """The enabled LRS routes of ERB that still receive statements: those ``ASPECTS_SINK_XAPI_LRS_ROUTE_URLS`` lists."""
+    listed = aspects_settings.ASPECTS_SINK_XAPI_LRS_ROUTE_URLS
+    if not listed:
+        return []
+    routers = RouterConfiguration.get_enabled_routers(backend_name) or []
+    return [router.route_url for router in routers if router.route_url in listed]
 
 
 class AsyncClickHouseEventsRouter(ClickHouseRouting, AsyncEventsRouter):

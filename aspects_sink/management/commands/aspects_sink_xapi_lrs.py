@@ -1,10 +1,12 @@
 """
 ``./manage.py lms aspects_sink_xapi_lrs --route_url URL --username U --password P``: also send xAPI to an LRS.
 
-ClickHouse gets statements without any of this. Sites that also want a Learning Record Store (Ralph,
-another LRS) need one ``RouterConfiguration`` row of event-routing-backends; this command creates it or
-brings it up to date, idempotently, so it can run at every deployment: a second run with the same
-values changes nothing and never adds a row.
+ClickHouse gets statements without any of this. Sites that also want a Learning Record Store that stores
+statements somewhere else need one ``RouterConfiguration`` row of event-routing-backends; this command
+creates it or brings it up to date, idempotently, so it can run at every deployment: a second run with the
+same values changes nothing and never adds a row. While aspects-sink routes statements to ClickHouse, the
+route is used only once its URL is listed in ``ASPECTS_SINK_XAPI_LRS_ROUTE_URLS`` (an LRS writing into the
+same raw table, as Aspects' Ralph does, would store every statement twice); the command says so.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from edx_django_utils.cache import TieredCache, get_cache_key
 from event_routing_backends.models import RouterConfiguration
+
+from aspects_sink import toggles
+from aspects_sink.conf import aspects_settings
 
 
 class Command(BaseCommand):
@@ -55,6 +60,12 @@ class Command(BaseCommand):
         self.stdout.write(
             f"xAPI LRS route to {route_url} {outcome} ({'disabled' if options['disable'] else 'enabled'})."
         )
+        if toggles.xapi_enabled() and route_url not in aspects_settings.ASPECTS_SINK_XAPI_LRS_ROUTE_URLS:
+            self.stdout.write(
+                "It receives no statement while aspects-sink sends them to ClickHouse: add it to "
+                "ASPECTS_SINK_XAPI_LRS_ROUTE_URLS if this LRS stores statements elsewhere than ClickHouse's "
+                "raw xAPI table."
+            )
 
     @staticmethod
     def _forget_cached_routers() -> None:
