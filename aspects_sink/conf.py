@@ -33,17 +33,32 @@ DEFAULT_MODEL_CONFIG = {
     "external_id": {"module": "openedx.core.djangoapps.external_user_ids.models", "model": "ExternalId"},
     "external_id_type": {"module": "openedx.core.djangoapps.external_user_ids.models", "model": "ExternalIdType"},
     "custom_course_edx": {"module": "lms.djangoapps.ccx.models", "model": "CustomCourseForEdX"},
+    # Content tags: openedx-learning's tagging app, at the path of the release edx-platform pins (0.30);
+    # openedx-core (its successor) moved the models to ``openedx_tagging.models``.
+    "tag": {"module": "openedx_tagging.core.tagging.models", "model": "Tag"},
+    "taxonomy": {"module": "openedx_tagging.core.tagging.models", "model": "Taxonomy"},
+    "object_tag": {"module": "openedx_tagging.core.tagging.models", "model": "ObjectTag"},
 }
 
 # .. toggle_name: EVENT_SINK_CLICKHOUSE_<SINK>_ENABLED
 # .. toggle_implementation: DjangoSetting
 # .. toggle_default: True
 # .. toggle_description: Send the objects of sink <SINK> (COURSE_OVERVIEWS, USER_PROFILE, EXTERNAL_ID,
-#   COURSE_ENROLLMENT, USER_RETIREMENT, or a site's own sink) to ClickHouse, live and in backfills.
+#   COURSE_ENROLLMENT, TAG, TAXONOMY, OBJECT_TAG, USER_RETIREMENT, or a site's own sink) to ClickHouse, live
+#   and in backfills.
 # .. toggle_use_cases: open_edx
 # .. toggle_creation_date: 2026-11-21
 SINK_SETTING_TEMPLATE = "EVENT_SINK_CLICKHOUSE_{}_ENABLED"
-BUILTIN_SINK_NAMES = ("course_overviews", "user_profile", "external_id", "course_enrollment", "user_retirement")
+BUILTIN_SINK_NAMES = (
+    "course_overviews",
+    "user_profile",
+    "external_id",
+    "course_enrollment",
+    "tag",
+    "taxonomy",
+    "object_tag",
+    "user_retirement",
+)
 
 DEFAULTS: dict[str, Any] = {
     # .. setting_name: EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG
@@ -157,6 +172,13 @@ DEFAULTS: dict[str, Any] = {
     "ASPECTS_SINK_XAPI_EVENTS": None,
     # ASPECTS_SINK_XAPI_IN_REQUEST is a toggle: its annotation is in aspects_sink.toggles.
     "ASPECTS_SINK_XAPI_IN_REQUEST": True,
+    # .. setting_name: ASPECTS_SINK_XAPI_LRS_ROUTE_URLS
+    # .. setting_default: []
+    # .. setting_description: While statements go to ClickHouse through aspects-sink, event-routing-backends'
+    #   LRS routes (RouterConfiguration rows) receive them only if their ``route_url`` is listed here. An LRS
+    #   that writes into the raw xAPI table aspects-sink fills (Aspects' Ralph) would insert every statement a
+    #   second time, firing Aspects' materialized views twice: list only LRSs that store statements elsewhere.
+    "ASPECTS_SINK_XAPI_LRS_ROUTE_URLS": [],
 }
 
 # Platform settings the plugin reads, with edx-platform's own default; the plugin never sets them.

@@ -57,3 +57,21 @@ def course_key(text: str) -> Any:
     from opaque_keys.edx.keys import CourseKey  # noqa: PLC0415
 
     return CourseKey.from_string(str(text))
+
+
+def course_of(object_id: str) -> str | None:
+    """
+    The course key (text) a tagged object belongs to: the object itself when it is a course, the block's course
+    when it is a course block's usage key; None for anything else (libraries, malformed ids).
+    """
+    from opaque_keys import InvalidKeyError  # noqa: PLC0415
+    from opaque_keys.edx.keys import CourseKey, UsageKey  # noqa: PLC0415
+
+    for key_class in (CourseKey, UsageKey):
+        try:
+            key = key_class.from_string(str(object_id))
+        except InvalidKeyError:
+            continue
+        course = key if key_class is CourseKey else getattr(key, "course_key", None)
+        return str(course) if isinstance(course, CourseKey) else None
+    return None

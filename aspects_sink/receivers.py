@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 
 from aspects_sink import edx_platform, outbox
 from aspects_sink.sinks.registry import all_sinks, get_sink
@@ -48,7 +48,10 @@ def on_user_retired(sender, user=None, **kwargs):
 
 
 class SavedModelReceiver:
-    """``post_save`` of one model: re-send the saved instance in every sink that declared the model."""
+    """
+    ``post_save`` (or ``post_delete``) of one model: re-send, in every sink that declared the model, the
+    objects the saved or deleted instance changes.
+    """
 
     def __init__(self, model_name: str, sinks: list):
         self.model_name = model_name
@@ -58,8 +61,10 @@ class SavedModelReceiver:
         if self.model_name == USER_MODEL and update_fields is not None and not USER_FIELDS_SENT & set(update_fields):
             return  # a login saves last_login only: nothing any table shows has changed
         for sink in self.sinks:
-            lookup = "pk" if self.model_name == USER_MODEL else sink.lookup
-            record_change(sink.name, getattr(instance, lookup))
+            if self.model_name == USER_MODEL:
+                record_change(sink.name, instance.pk)
+            else:
+                record_change(sink.name, *sink.changed_objects(self.model_name, instance))
 
 
 def saved_model_sinks() -> dict[str, list]:
@@ -73,14 +78,31 @@ def saved_model_sinks() -> dict[str, list]:
     return by_model
 
 
+def deleted_model_sinks() -> dict[str, list]:
+    """Model name → the sinks its deletes re-send (declared ``deleted_models``)."""
+    by_model = defaultdict(list)
+    for sink in all_sinks().values():
+        for model_name in sink.deleted_models:
+            by_model[model_name].append(sink)
+    return by_model
+
+
 def connect_model_receivers() -> None:
-    """Connect ``post_save`` of the configured models; a model missing on this platform is skipped."""
-    for model_name, sinks in saved_model_sinks().items():
-        try:
-            model = edx_platform.get_model(model_name)
-        except edx_platform.PlatformModelMissing as error:
-            log.info("aspects_sink: not listening to %s saves: %s", model_name, error)
-            continue
-        post_save.connect(
-            SavedModelReceiver(model_name, sinks), sender=model, weak=False, dispatch_uid=f"aspects_sink.{model_name}"
-        )
+    """
+    Connect ``post_save`` and ``post_delete`` of the configured models; a model missing on this platform is
+    skipped.
+    """
+    for signal, by_model in ((post_save, saved_model_sinks()), (post_delete, deleted_model_sinks())):
+        kind = "saves" if signal is post_save else "deletes"
+        for model_name, sinks in by_model.items():
+            try:
+                model = edx_platform.get_model(model_name)
+            except edx_platform.PlatformModelMissing as error:
+                log.info("aspects_sink: not listening to %s %s: %s", model_name, kind, error)
+                continue
+            signal.connect(
+                SavedModelReceiver(model_name, sinks),
+                sender=model,
+                weak=False,
+                dispatch_uid=f"aspects_sink.{model_name}.{kind}",
+            )

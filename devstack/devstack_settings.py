@@ -45,6 +45,7 @@ PLATFORM_APPS = (
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "waffle",
+    "config_models",  # django-config-models: ConfigurationModel rows, its populate_model command (Tutor uses it)
     "celery_utils",
     "eventtracking.django.apps.EventTrackingConfig",
     "common.djangoapps.student",
@@ -52,6 +53,8 @@ PLATFORM_APPS = (
     "openedx.core.djangoapps.external_user_ids",
     "openedx.core.djangoapps.user_api",
     "lms.djangoapps.ccx",
+    # Content tags: openedx-learning's tagging app, the real package edx-platform installs (not a stand-in).
+    "openedx_tagging.core.tagging.apps.TaggingConfig",
     "devstack_tools",
     "openedx.core.djangoapps.plugins.apps.PluginsConfig",
 )

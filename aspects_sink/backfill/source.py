@@ -264,8 +264,8 @@ class BackfillSource:
         table comes last: it is the table a later run reads to learn what is already there, so it must not
         claim an object whose other rows did not arrive.
         """
-        if self.keyed_by_pk:
-            batches = list(self.sink.writes_for(list(keys), stamp))
+        if self.keyed_by_pk:  # its rows only: objects deleted since the page was read are the live path's to delete
+            batches = [write for write in self.sink.writes_for(list(keys), stamp) if isinstance(write, ColumnBatch)]
         elif rows is not None:
             batches = [self.sink.serialize_fetched(rows, stamp)]
         else:

@@ -8,17 +8,20 @@ transport.
 from __future__ import annotations
 
 import datetime
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
-from aspects_sink import edx_platform, toggles
+from aspects_sink import edx_platform, schema, toggles
 from aspects_sink.conf import aspects_settings
 from aspects_sink.models import LeasedEntry, OutboxEntry
 from aspects_sink.sinks import columns as col
 from aspects_sink.transport import ColumnBatch
+
+log = logging.getLogger(__name__)
 
 _DUMP_NAMESPACE = uuid.UUID("6f0b6c1e-3b1a-4b9e-9a53-7f0c1d0a5e11")
 
@@ -40,10 +43,24 @@ class Stamp:
     ``version`` orders the states of an object: a number from the LMS database's sequence taken
     just before the rows were read (see docs/decisions/0002-row-versions.rst). The newest read
     wins in ReplacingMergeTree, and re-sending an unchanged object collapses into one row.
+
+    ``dumped_at`` is the LMS database's time taken with that number (a :class:`~aspects_sink.models.Tick`
+    carries it), so ``time_last_dumped`` orders an object's rows as ``version`` does on tables Aspects
+    created, whose readers pick ``max(time_last_dumped)``. Without a tick (tests), it is this host's time.
     """
 
     version: int
-    dumped_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
+    dumped_at: datetime.datetime | None = None
+
+    def __post_init__(self):
+        dumped_at = self.dumped_at or getattr(self.version, "at", None) or datetime.datetime.now(datetime.UTC)
+        object.__setattr__(self, "version", int(self.version))
+        object.__setattr__(self, "dumped_at", dumped_at)
+
+    @property
+    def time_last_dumped(self) -> str:
+        """As platform-plugin-aspects writes it (``str()`` of a UTC datetime), so string maxima compare alike."""
+        return str(self.dumped_at.astimezone(datetime.UTC))
 
     def dump_id(self, table: str) -> uuid.UUID:
         return uuid.uuid5(_DUMP_NAMESPACE, f"{table}:{self.version}")
@@ -105,7 +122,7 @@ class TableSpec:
             data = (
                 *data,
                 [stamp.dump_id(self.name)] * rows,
-                [str(stamp.dumped_at)] * rows,
+                [stamp.time_last_dumped] * rows,
                 [stamp.version] * rows,
             )
         all_columns = self.all_columns
@@ -150,8 +167,9 @@ class Sink:
     ``name`` is what the CLI (``--object``, a name kept from platform-plugin-aspects), the outbox and the
     settings call the sink; ``model`` is the key of the model it reads in
     ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG``; ``lookup`` the field the live path's object ids refer to;
-    ``saved_models`` the models (same keys) whose ``post_save`` re-sends the saved instance's ``lookup``
-    value; ``queue`` where its pending work waits; ``pii`` says that whole rows are personal data;
+    ``saved_models`` the models (same keys) whose ``post_save`` re-sends the objects :meth:`changed_objects`
+    names (the saved instance's ``lookup`` value), ``deleted_models`` those whose ``post_delete`` does;
+    ``queue`` where its pending work waits; ``pii`` says that whole rows are personal data;
     ``order`` sorts a full backfill. Its tables come from :meth:`tables`: a sink declares what it sends
     where in one place, and the schema command, retirement and the drains read it there.
     """
@@ -160,6 +178,7 @@ class Sink:
     model: ClassVar[str]
     lookup: ClassVar[str] = "pk"
     saved_models: ClassVar[tuple[str, ...]] = ()
+    deleted_models: ClassVar[tuple[str, ...]] = ()
     queue: ClassVar[QueueSpec] = QueueSpec()
     # The setting holding the shortest time between two drains of this sink: few, large INSERTs.
     drain_interval_setting: ClassVar[str] = "ASPECTS_SINK_FLUSH_INTERVAL_SECONDS"
@@ -181,6 +200,10 @@ class Sink:
 
     def get_model(self):
         return edx_platform.get_model(self.model)
+
+    def changed_objects(self, model_name: str, instance: Any) -> list:
+        """The objects of this sink a save or delete of ``instance`` (a ``model_name``) changes."""
+        return [getattr(instance, self.lookup)]
 
     @property
     def drain_interval(self) -> float:
@@ -209,6 +232,17 @@ class ModelSink(Sink):
     columns: ClassVar[tuple[col.Column, ...]]
     key: ClassVar[tuple[str, ...]]
     user_id_column: ClassVar[str | None] = None
+
+    def is_enabled(self) -> bool:
+        """Switched on, and its model exists on this platform (content tags came with Redwood)."""
+        if not super().is_enabled():
+            return False
+        try:
+            self.get_model()
+        except edx_platform.PlatformModelMissing as error:
+            log.warning("aspects_sink: %s is switched on but cannot run here: %s", self.name, error)
+            return False
+        return True
 
     def annotations(self) -> dict[str, Any]:
         return {}
@@ -248,7 +282,27 @@ class ModelSink(Sink):
         return self.queryset().filter(**{f"{self.lookup}__in": list(object_ids)})
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:
-        return [self.serialize(self.queryset_for(object_ids), stamp)]
+        """
+        The rows of these objects; for a sink that follows deletes of its own model (in ``deleted_models``),
+        also a mutation that deletes the rows of those no longer in the LMS.
+        """
+        fetched = self.fetch(self.queryset_for(object_ids))
+        writes: list[ColumnBatch | Statement] = [self.serialize_fetched(fetched, stamp)]
+        if self.model in self.deleted_models:
+            found = {str(key) for key in fetched["id"]}  # such sinks are looked up by their ``id`` column
+            gone = sorted({int(key) for key in object_ids if str(key) not in found})
+            if gone:
+                writes.append(self.delete_rows(gone))
+        return writes
+
+    def delete_rows(self, keys: Sequence[int]) -> Statement:
+        """A mutation deleting the rows of objects deleted in the LMS (needs only the DELETE grant)."""
+        (key,) = self.key
+        sql = (
+            f"ALTER TABLE {schema.mutation_target(self.table)}{schema.on_cluster()} "
+            f"DELETE WHERE {schema.quote(key)} IN {{keys:Array(Int64)}}"
+        )
+        return Statement(sql, {"keys": list(keys)}, schema.mutation_settings())
 
     def fetch(self, queryset) -> dict[str, list]:
         """Read the batch with one query, as one list per ORM source."""

@@ -9,6 +9,7 @@ backfill comes from: no model instances, no dict per row.
 from __future__ import annotations
 
 import datetime
+import decimal
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -122,10 +123,9 @@ class DateTime64(Column):
 
 class DateTimeString(String):
     """
-    A date or time stored as text, as Aspects' tables do (``course_start String``), in UTC.
-
-    Format ``YYYY-MM-DD HH:MM:SS.ffffff+00:00``, which ClickHouse's ``parseDateTime64BestEffort``
-    (used by Aspects' dbt models) reads. ``None`` is the empty string.
+    A date or time stored as text, as Aspects' tables do (``course_start String``), in UTC, written as
+    platform-plugin-aspects writes a datetime it sends as plain text (``course_start``, ``edited_on``):
+    ``str()`` of the UTC datetime, ``YYYY-MM-DD HH:MM:SS[.ffffff]+00:00``. ``None`` is the empty string.
     """
 
     def convert(self, value: Any) -> str:
@@ -134,6 +134,22 @@ class DateTimeString(String):
         if isinstance(value, datetime.datetime):
             value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         return str(value)
+
+
+class IsoDateTimeString(String):
+    """
+    A model's DateTimeField as text, exactly as platform-plugin-aspects sends it (Django REST framework's
+    ISO 8601 representation in UTC): ``2026-12-01T13:22:04.333397Z``, without the fraction when it is zero.
+
+    Aspects' readers take the latest row by string maxima (``max(modified)``): a site switching from that
+    plugin keeps rows of both, and only the same format compares in time order. ``None`` is the empty string.
+    """
+
+    def convert(self, value: Any) -> str:
+        if value is None:
+            return ""
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.isoformat().removesuffix("+00:00") + "Z"
 
 
 class Nullable(Column):
@@ -150,12 +166,36 @@ class Nullable(Column):
         return None if value is None else self.inner.convert(value)
 
 
+def aspects_json_value(value: Any) -> Any:
+    """
+    How platform-plugin-aspects' JSON columns write what ``json`` cannot: datetimes in UTC and dates as
+    ISO 8601 (``2026-12-01T13:22:04+00:00``), decimals as numbers.
+    """
+    if isinstance(value, datetime.datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def aspects_json(data: dict) -> str:
+    """A JSON column's text as platform-plugin-aspects writes it: members in their order, ``json.dumps`` spacing."""
+    return json.dumps(data, default=aspects_json_value)
+
+
+def aspects_json_list(values: list) -> str:
+    """A JSON array as platform-plugin-aspects writes one (a tag's lineage)."""
+    return json.dumps(values, default=aspects_json_value)
+
+
 class JSONObject(String):
     """
     A String holding a JSON object built from several sources, e.g. ``course_data_json``.
 
-    ``keys`` name the JSON members, in the order of ``source``; ``constants`` are members with a
-    fixed value. Dates and decimals become text.
+    ``keys`` name the JSON members, in the order of ``source``, which is the order they are written in;
+    values are written by :func:`aspects_json`.
     """
 
     def __init__(
@@ -164,15 +204,13 @@ class JSONObject(String):
         keys: Sequence[str],
         source: tuple[str, ...] | None = None,
         *,
-        constants: dict[str, Any] | None = None,
         pii: bool = False,
     ):
         super().__init__(name, tuple(source or keys), pii=pii)
         self.keys = tuple(keys)
-        self.constants = dict(constants or {})
 
     def convert(self, value: Any) -> str:
-        return json.dumps({**dict(zip(self.keys, value)), **self.constants}, default=str, sort_keys=True)
+        return aspects_json(dict(zip(self.keys, value)))
 
 
 class Computed(Column):

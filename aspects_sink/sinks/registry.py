@@ -21,6 +21,9 @@ BUILTIN_SINKS = (
     "aspects_sink.sinks.user_profile.UserProfileSink",
     "aspects_sink.sinks.external_id.ExternalIdSink",
     "aspects_sink.sinks.course_enrollment.CourseEnrollmentSink",
+    "aspects_sink.sinks.taxonomy.TaxonomySink",
+    "aspects_sink.sinks.tag.TagSink",
+    "aspects_sink.sinks.object_tag.ObjectTagSink",
     "aspects_sink.sinks.user_retirement.UserRetirementSink",
     "aspects_sink.sinks.xapi_statements.XapiStatementSink",
 )

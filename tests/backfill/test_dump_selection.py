@@ -105,7 +105,14 @@ def test_without_object_every_enabled_dumpable_sink_runs_in_registry_order(
 
     output = dump("--no-progress")
 
-    assert list(summary(output)) == ["course_overviews", "user_profile", "course_enrollment"]
+    assert list(summary(output)) == [
+        "course_overviews",
+        "user_profile",
+        "course_enrollment",
+        "taxonomy",
+        "tag",
+        "object_tag",
+    ]
     assert "user_retirement" not in output
     assert backfill_clickhouse.count("course_overviews") == 1
     assert backfill_clickhouse.count("course_blocks") == 12

@@ -22,7 +22,7 @@ def test_numbers_bools_and_uuids_have_empty_values():
     assert col.UUID("u").convert_all([str(value), None]) == [value, uuid.UUID(int=0)]
 
 
-def test_datetimes_as_text_are_utc():
+def test_datetimes_sent_as_text_are_utc_as_platform_plugin_aspects_writes_them():
     paris = datetime.timezone(datetime.timedelta(hours=2))
     aware = datetime.datetime(2026, 1, 2, 12, 0, tzinfo=paris)
     naive = datetime.datetime(2026, 1, 2, 10, 0)
@@ -44,9 +44,25 @@ def test_nullable_keeps_none():
     assert column.convert_all([None, "3"]) == [None, 3]
 
 
-def test_json_object_builds_sorted_json_with_constants():
-    column = col.JSONObject("data", ("b", "a"), constants={"tags": {}})
-    assert column.convert((Decimal("0.5"), None)) == '{"a": null, "b": "0.5", "tags": {}}'
+def test_model_datetimes_are_written_as_django_rest_framework_writes_them():
+    """platform-plugin-aspects sends created/modified through DRF: ISO 8601 in UTC with Z, no zero fraction."""
+    paris = datetime.timezone(datetime.timedelta(hours=2))
+    column = col.IsoDateTimeString("modified")
+    assert column.convert_all(
+        [
+            datetime.datetime(2026, 12, 1, 15, 22, 4, 333397, tzinfo=paris),
+            datetime.datetime(2026, 12, 1, 13, 22, 4),
+            None,
+        ]
+    ) == ["2026-12-01T13:22:04.333397Z", "2026-12-01T13:22:04Z", ""]
+
+
+def test_json_object_keeps_member_order_and_writes_values_as_platform_plugin_aspects():
+    column = col.JSONObject("data", ("b", "a", "when", "tags"))
+    when = datetime.datetime(2026, 1, 2, 10, 0, tzinfo=UTC)
+    assert column.convert((Decimal("0.5"), None, when, [3, 1])) == (
+        '{"b": 0.5, "a": null, "when": "2026-01-02T10:00:00+00:00", "tags": [3, 1]}'
+    )
 
 
 def test_a_bad_value_fails_loudly():

@@ -1,0 +1,44 @@
+"""
+``event_sink.object_tag``: which tag is applied to which object (a course, a block, a library...), from
+openedx-learning's tagging app.
+"""
+
+from aspects_sink.sinks import columns as col
+from aspects_sink.sinks.base import ModelSink
+from aspects_sink.sinks.tag import LINEAGE_SOURCES
+
+OBJECT_TAG_LINEAGE_SOURCES = ("_value", *(f"tag__{source}" for source in LINEAGE_SOURCES))
+
+
+def object_tag_lineage(values: tuple) -> str:
+    """``ObjectTag.get_lineage()``: its tag's lineage, or its own value for a free-text (or deleted) tag."""
+    own_value, *tag_lineage = values
+    if tag_lineage[0] is None:
+        return col.aspects_json_list([own_value])
+    return col.aspects_json_list([value for value in reversed(tag_lineage) if value is not None])
+
+
+class ObjectTagSink(ModelSink):
+    """
+    One row per object tag; re-sent when it is saved, its row deleted when it is deleted. The tags of
+    courses and blocks are also in ``course_data_json`` and ``xblock_data_json`` (see the course_overviews
+    sink, which re-sends a course when one of its object tags changes).
+    """
+
+    name = "object_tag"
+    model = "object_tag"
+    table = "object_tag"
+    saved_models = ("object_tag",)
+    deleted_models = ("object_tag",)
+    order = 60
+    description = "Tags applied to courses, blocks and other objects"
+    key = ("id",)
+    columns = (
+        col.Int32("id"),
+        col.String("object_id"),
+        col.Int32("taxonomy", "taxonomy_id"),
+        col.Int32("tag", "tag_id"),
+        col.String("_value"),
+        col.String("_export_id"),
+        col.Computed("lineage", "String", OBJECT_TAG_LINEAGE_SOURCES, object_tag_lineage),
+    )

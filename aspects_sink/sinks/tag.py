@@ -1,0 +1,34 @@
+"""``event_sink.tag``: the tags of content taxonomies, each with its lineage (openedx-learning's tagging app)."""
+
+from aspects_sink.sinks import columns as col
+from aspects_sink.sinks.base import ModelSink
+
+# A tag and its ancestors, nearest first: openedx-learning keeps taxonomies at most TAXONOMY_MAX_DEPTH (3) deep,
+# so a tag has at most three ancestors, all read in the batch's one query.
+LINEAGE_SOURCES = ("value", "parent__value", "parent__parent__value", "parent__parent__parent__value")
+
+
+def lineage(values: tuple) -> str:
+    """The tag's values from the root down to it, as JSON: what ``Tag.get_lineage()`` gives, as Aspects stores it."""
+    return col.aspects_json_list([value for value in reversed(values) if value is not None])
+
+
+class TagSink(ModelSink):
+    """One row per tag; re-sent when it is saved, its row deleted when it is deleted."""
+
+    name = "tag"
+    model = "tag"
+    table = "tag"
+    saved_models = ("tag",)
+    deleted_models = ("tag",)
+    order = 55
+    description = "Content tags, with their lineage"
+    key = ("id",)
+    columns = (
+        col.Int32("id"),
+        col.Int32("taxonomy", "taxonomy_id"),
+        col.Int32("parent", "parent_id"),
+        col.String("value"),
+        col.String("external_id"),
+        col.Computed("lineage", "String", LINEAGE_SOURCES, lineage),
+    )
