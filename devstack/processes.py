@@ -31,6 +31,10 @@ from clickhouse_endpoint import ClickHouseEndpoint  # noqa: E402 - devstack/ mus
 
 CLICKHOUSE_USER = "aspects"
 CLICKHOUSE_PASSWORD = "devstack-password"
+# The ClickHouse user Tutor gives the LMS and CMS (init-clickhouse.sh), and its only grants.
+TUTOR_CLICKHOUSE_USER = "ch_lms"
+TUTOR_CLICKHOUSE_PASSWORD = "ch-lms-password"
+TUTOR_GRANTS = {"event_sink": ["INSERT", "SELECT", "DELETE"], "xapi": ["INSERT", "SELECT", "DELETE"]}
 
 
 RESULT_MARKER = "@@RESULT@@"
@@ -88,12 +92,23 @@ class Devstack:
         database: str = "sqlite",
         mysql_database: str | None = None,
         extra_pythonpath: tuple[str, ...] = (),
+        tutor_grants: bool = False,
     ):
+        """
+        ``tutor_grants``: the LMS, CMS and workers connect to ClickHouse as Tutor's LMS user, whose only rights are
+        Tutor's (``TUTOR_GRANTS``), and the endpoint records each of that user's grant checks; commands run with
+        ``admin=True`` (the schema command) use the server's own user.
+        """
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        grants = {TUTOR_CLICKHOUSE_USER: {"password": TUTOR_CLICKHOUSE_PASSWORD, "grants": TUTOR_GRANTS}}
         self.clickhouse = ClickHouseEndpoint(
-            str(self.state_dir / "clickhouse"), user=CLICKHOUSE_USER, password=CLICKHOUSE_PASSWORD
+            str(self.state_dir / "clickhouse"),
+            user=CLICKHOUSE_USER,
+            password=CLICKHOUSE_PASSWORD,
+            grants=grants if tutor_grants else None,
         )
+        self.tutor_grants = tutor_grants
         self.settings = dict(settings or {})
         self.broker_url = broker_url
         self.database = database
@@ -108,7 +123,7 @@ class Devstack:
         self.clickhouse.start()
         self._write_env_tokens()
         self.manage("lms", "migrate", "--noinput", "-v", "0")
-        self.manage("lms", "aspects_sink_schema")
+        self.manage("lms", "aspects_sink_schema", admin=True)
         return self
 
     def stop(self) -> None:
@@ -137,9 +152,13 @@ class Devstack:
         self.settings.update(settings)
         self._write_env_tokens()
 
-    def env(self) -> dict[str, str]:
-        """The environment every devstack process of this instance runs with."""
+    def env(self, *, admin: bool = False) -> dict[str, str]:
+        """
+        The environment every devstack process of this instance runs with; ``admin`` connects to ClickHouse as the
+        server's own user even when the platform runs with Tutor's grants.
+        """
         env = dict(os.environ)
+        tutor = self.tutor_grants and not admin
         env.update(
             {
                 "PYTHONPATH": os.pathsep.join(
@@ -149,8 +168,8 @@ class Devstack:
                 "LMS_CFG": str(self.env_tokens_path),
                 "CMS_CFG": str(self.env_tokens_path),
                 "ASPECTS_SINK_CLICKHOUSE_URL": self.clickhouse.url,
-                "ASPECTS_SINK_CLICKHOUSE_USERNAME": CLICKHOUSE_USER,
-                "ASPECTS_SINK_CLICKHOUSE_PASSWORD": CLICKHOUSE_PASSWORD,
+                "ASPECTS_SINK_CLICKHOUSE_USERNAME": TUTOR_CLICKHOUSE_USER if tutor else CLICKHOUSE_USER,
+                "ASPECTS_SINK_CLICKHOUSE_PASSWORD": TUTOR_CLICKHOUSE_PASSWORD if tutor else CLICKHOUSE_PASSWORD,
                 "PYTHONUNBUFFERED": "1",
                 # A queue of its own, so devstacks sharing a Redis broker never take each other's tasks.
                 "DEVSTACK_CELERY_QUEUE": f"devstack-{hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]}",
@@ -170,10 +189,14 @@ class Devstack:
 
     # -- running platform code -------------------------------------------------------------------
 
-    def manage(self, service: str, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        """Run ``manage.py <service> <args>`` in its own process and return what it printed."""
+    def manage(
+        self, service: str, *args: str, timeout: float = 600, check: bool = True, admin: bool = False
+    ) -> subprocess.CompletedProcess:
+        """Run ``manage.py <service> <args>`` in its own process and return what it printed (see :meth:`env`)."""
         command = [sys.executable, str(DEVSTACK_DIR / "manage.py"), service, *args]
-        result = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            command, env=self.env(admin=admin), capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
             raise RuntimeError(
                 f"{' '.join(command[2:])} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"

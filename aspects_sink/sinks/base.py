@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
-from aspects_sink import edx_platform, schema, toggles
+from aspects_sink import edx_platform, toggles
 from aspects_sink.conf import aspects_settings
 from aspects_sink.models import LeasedEntry, OutboxEntry
 from aspects_sink.sinks import columns as col
+from aspects_sink.sinks import schema
 from aspects_sink.transport import ColumnBatch
 
 log = logging.getLogger(__name__)
@@ -314,8 +315,11 @@ class ModelSink(Sink):
         """One column batch for everything ``queryset`` selects."""
         return self.serialize_fetched(self.fetch(queryset), stamp)
 
-    def serialize_fetched(self, fetched: dict[str, Sequence], stamp: Stamp) -> ColumnBatch:
-        blank_pii = not toggles.pii_enabled()
+    def serialize_fetched(
+        self, fetched: dict[str, Sequence], stamp: Stamp, *, blank_pii: bool | None = None
+    ) -> ColumnBatch:
+        """The batch of what ``fetch`` read; personal columns blank when PII is off, or when ``blank_pii`` says so."""
+        blank_pii = not toggles.pii_enabled() if blank_pii is None else blank_pii
         data = []
         for column in self.columns:
             sources = column.sources

@@ -15,16 +15,17 @@ import time
 
 from .auth import INSECURE_NO_PASSWORD_FLAG, PASSWORD_ENVIRONMENT_VARIABLE, Credentials
 from .engine import SERVER_TIMEZONE, Engine
+from .grants import GrantTable
 from .server import ClickHouseHTTPServer
 
 
-def serve(host: str, port: int, data_dir: str, credentials: Credentials) -> None:
+def serve(host: str, port: int, data_dir: str, credentials: Credentials, grants: GrantTable | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop accepting, let the running query finish and close the engine."""
     os.environ["TZ"] = SERVER_TIMEZONE  # read by the engine when it starts
     time.tzset()
     os.makedirs(data_dir, exist_ok=True)
     engine = Engine(data_dir)
-    server = ClickHouseHTTPServer((host, port), engine, credentials)
+    server = ClickHouseHTTPServer((host, port), engine, credentials, grants)
     stop_requested = threading.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stop_requested.set())
@@ -57,13 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="accept an empty password: anyone who can reach the port can then run SQL on this machine",
     )
+    serve_command.add_argument(
+        "--grants", help="a JSON file of further users and their grants per database (see clickhouse_endpoint.grants)"
+    )
+    serve_command.add_argument("--audit-log", help="append every grant check of those users to this file (JSON lines)")
     arguments = parser.parse_args(argv)
     if not arguments.password and not arguments.insecure_no_password:
         serve_command.error(
             f"a password is required: pass --password or set ${PASSWORD_ENVIRONMENT_VARIABLE} "
             f"({INSECURE_NO_PASSWORD_FLAG} serves without one)"
         )
-    serve(arguments.host, arguments.port, arguments.data_dir, Credentials(arguments.user, arguments.password))
+    grants = GrantTable.load(arguments.grants, arguments.audit_log) if arguments.grants else None
+    serve(arguments.host, arguments.port, arguments.data_dir, Credentials(arguments.user, arguments.password), grants)
     return 0
 
 

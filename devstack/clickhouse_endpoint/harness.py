@@ -6,6 +6,7 @@ separate process allows. Importing this module loads neither chDB nor the HTTP s
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -34,7 +35,9 @@ class ClickHouseEndpoint:
 
     ``restart()`` keeps the port and the data, which is what a client sees when the real server restarts. The
     server's output goes to a temporary file (a pipe nobody reads could block it) and is quoted if it fails to start.
-    Like the server, it refuses an empty password unless ``insecure_no_password`` says otherwise.
+    Like the server, it refuses an empty password unless ``insecure_no_password`` says otherwise. ``grants`` adds
+    users with only the rights listed (``{user: {"password": ..., "grants": {database: [privilege, ...]}}}``, see
+    ``clickhouse_endpoint.grants``); their every check is appended to :attr:`audit_log`.
     """
 
     STARTUP_TIMEOUT_SECONDS = 30.0
@@ -48,6 +51,7 @@ class ClickHouseEndpoint:
         password: str = "",
         *,
         insecure_no_password: bool = False,
+        grants: dict | None = None,
     ) -> None:
         if not password and not insecure_no_password:
             raise ValueError("the ClickHouse endpoint needs a password (or insecure_no_password=True)")
@@ -56,6 +60,8 @@ class ClickHouseEndpoint:
         self.user = user
         self.password = password
         self.insecure_no_password = insecure_no_password
+        self.grants = grants
+        self.audit_log = f"{self.data_dir}-grant-checks.jsonl" if grants else None
         self._process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
 
@@ -76,6 +82,11 @@ class ClickHouseEndpoint:
             raise RuntimeError(f"{self!r} is already running")
         self._output = tempfile.TemporaryFile()  # noqa: SIM115 - open while the server runs, closed by stop()
         command = [sys.executable, "-m", PACKAGE_NAME, "serve", "--port", str(self.port), "--data-dir", self.data_dir]
+        if self.grants:
+            grants_file = f"{self.data_dir}-grants.json"
+            with open(os.open(grants_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+                json.dump({"users": self.grants}, file)
+            command += ["--grants", grants_file, "--audit-log", self.audit_log]
         python_path = os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
         self._process = subprocess.Popen(
             [*command, "--user", self.user, *([INSECURE_NO_PASSWORD_FLAG] if self.insecure_no_password else [])],
@@ -133,6 +144,13 @@ class ClickHouseEndpoint:
                 return response.read() == b"Ok.\n"
         except OSError:
             return False
+
+    def grant_checks(self) -> list[dict]:
+        """Every grant check of the users of ``grants`` so far, in order (see ``clickhouse_endpoint.grants``)."""
+        if not self.audit_log or not os.path.exists(self.audit_log):
+            return []
+        with open(self.audit_log, encoding="utf-8") as audit:
+            return [json.loads(line) for line in audit]
 
     def output(self) -> str:
         """What the server has printed since it started: its address, a line per request, any traceback.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -53,10 +53,22 @@ def parse_insert(url_query: str, body: bytes) -> InsertWithData | None:
     return parse_insert_with_data(request_statement(url_query, body))
 
 
+# Checks a user's grants for a statement in a database (see ``grants``); None for the server's own user.
+GrantCheck = Callable[[bytes, str], None]
+
+
 def execute_request(
-    engine: Engine, url_parameters: Mapping[str, str], body: bytes, *, read_only: bool = False
+    engine: Engine,
+    url_parameters: Mapping[str, str],
+    body: bytes,
+    *,
+    read_only: bool = False,
+    check_grants: GrantCheck | None = None,
 ) -> QueryReply:
-    """Run what one HTTP request asks for; ``read_only`` for GET requests, which ClickHouse lets only read."""
+    """
+    Run what one HTTP request asks for; ``read_only`` for GET requests, which ClickHouse lets only read;
+    ``check_grants`` refuses what the request's user has no grant for.
+    """
     reject_native_compression(url_parameters)
     options = QueryOptions.from_url(url_parameters)
     url_query = url_parameters.get("query", "")
@@ -65,6 +77,8 @@ def execute_request(
     insert = parse_insert(url_query, body)
     if insert is not None:
         check_no_outside_io(f"{insert.target}{insert.settings_clause}".encode())  # never the data that follows
+        if check_grants:
+            check_grants(insert.target.encode(), options.database)
         with _data_file(insert.data) as path:
             result = engine.execute(insert.reading_from(path), DEFAULT_FORMAT, options)
         return QueryReply(result.data, result.summary, None)
@@ -72,6 +86,8 @@ def execute_request(
     if not sql.strip():
         raise ClickHouseError.of(62, "SYNTAX_ERROR", "Empty query.")
     check_no_outside_io(sql)
+    if check_grants:
+        check_grants(sql, options.database)
     default_format = url_parameters.get("default_format") or DEFAULT_FORMAT
     result = engine.execute(sql.decode(), default_format, options)  # chDB, too, lets a FORMAT clause win
     result_format = output_format(sql, default_format) if returns_result_set(sql) else None

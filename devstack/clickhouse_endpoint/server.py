@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .auth import Credentials, request_credentials
 from .engine import Engine
 from .errors import ClickHouseError, authentication_failed
+from .grants import GrantTable
 from .http_compression import HTTP_CODECS, decode_request_body, response_encoding
 from .queries import execute_request
 
@@ -28,10 +29,13 @@ class ClickHouseHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], engine: Engine, credentials: Credentials) -> None:
+    def __init__(
+        self, address: tuple[str, int], engine: Engine, credentials: Credentials, grants: GrantTable | None = None
+    ) -> None:
         super().__init__(address, ClickHouseRequestHandler)
         self.engine = engine
-        self.credentials = credentials
+        self.credentials = credentials  # the server's own user, with every right
+        self.grants = grants  # further users, with their grants
         self.display_name = socket.gethostname()
 
 
@@ -76,10 +80,20 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
 
     def _answer_query(self, parameters: dict[str, str], body: bytes) -> None:
         credentials = request_credentials(self.headers, parameters)
+        check_grants = None
         if not credentials.matches(self.server.credentials):
-            raise authentication_failed(credentials.user)
+            user = self.server.grants.user_for(credentials) if self.server.grants else None
+            if user is None:
+                raise authentication_failed(credentials.user)
+            grants = self.server.grants
+
+            def check_grants(sql: bytes, database: str) -> None:
+                grants.check(user, sql, database)
+
         body = decode_request_body(body, self.headers.get("Content-Encoding", ""))
-        reply = execute_request(self.server.engine, parameters, body, read_only=self.command == "GET")
+        reply = execute_request(
+            self.server.engine, parameters, body, read_only=self.command == "GET", check_grants=check_grants
+        )
         headers = {
             "Content-Type": "application/octet-stream",
             "X-ClickHouse-Query-Id": parameters.get("query_id") or str(uuid.uuid4()),

@@ -287,3 +287,28 @@ def test_an_explicitly_insecure_endpoint_serves_without_a_password(tmp_path):
         clickhouse_connect.get_client(host="127.0.0.1", port=insecure.port) as anyone,
     ):
         assert anyone.command("SELECT 1") == 1
+
+
+def test_a_user_of_the_grant_table_may_run_only_what_it_was_granted(tmp_path):
+    grants = {"ch_lms": {"password": "lms", "grants": {"event_sink": ["INSERT", "SELECT", "DELETE"]}}}
+    with ClickHouseEndpoint(tmp_path / "data", user="admin", password="secret", grants=grants) as endpoint:
+        admin = clickhouse_connect.get_client(port=endpoint.port, username="admin", password="secret")
+        admin.command("CREATE DATABASE event_sink")
+        admin.command("CREATE TABLE event_sink.t (id Int32, name String) ENGINE = MergeTree ORDER BY id")
+        lms = clickhouse_connect.get_client(port=endpoint.port, username="ch_lms", password="lms")
+
+        lms.insert("event_sink.t", [(1, "a")], column_names=("id", "name"))
+        assert lms.query("SELECT count() FROM event_sink.t").result_rows == [(1,)]
+        lms.command("ALTER TABLE event_sink.t DELETE WHERE id = 1")
+        for refused in (
+            "ALTER TABLE event_sink.t UPDATE name = '' WHERE id = 1",
+            "CREATE TABLE event_sink.u (id Int32) ENGINE = MergeTree ORDER BY id",
+            "SELECT 1 FROM default.other",
+        ):
+            with pytest.raises(DatabaseError, match="ACCESS_DENIED"):
+                lms.command(refused)
+
+    checks = [(check["privilege"], check["database"], check["allowed"]) for check in endpoint.grant_checks()]
+    assert ("ALTER UPDATE", "event_sink", False) in checks
+    assert ("CREATE TABLE", "event_sink", False) in checks
+    assert ("ALTER DELETE", "event_sink", True) in checks

@@ -230,3 +230,20 @@ def plugin_report() -> dict:
         "enrollment_receivers": receivers(COURSE_ENROLLMENT_CREATED),
         "publish_receivers": receivers(COURSE_PUBLISHED),
     }
+
+
+def tag_a_course_and_a_block(course: str) -> dict:
+    """A taxonomy with a tag and its child, applied to the course and to one of its problems, then one untagged."""
+    from opaque_keys.edx.keys import CourseKey
+    from openedx_tagging.core.tagging import api as tagging
+    from xmodule.modulestore.django import modulestore
+
+    course_key = CourseKey.from_string(course)
+    problem = next(block for block in modulestore().get_items(course_key) if block.scope_ids.block_type == "problem")
+    taxonomy = tagging.create_taxonomy("Subjects", export_id="subjects")
+    tagging.add_tag_to_taxonomy(taxonomy, "Science")
+    tagging.add_tag_to_taxonomy(taxonomy, "Physics", parent_tag_value="Science")
+    tagging.tag_object(course, taxonomy, ["Science"])
+    tagging.tag_object(str(problem.location), taxonomy, ["Physics"])
+    tagging.delete_object_tags(course)
+    return {"problem": str(problem.location)}
