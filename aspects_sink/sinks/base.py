@@ -19,7 +19,6 @@ from aspects_sink import edx_platform, toggles
 from aspects_sink.conf import aspects_settings
 from aspects_sink.models import LeasedEntry, OutboxEntry
 from aspects_sink.sinks import columns as col
-from aspects_sink.sinks import schema
 from aspects_sink.transport import ColumnBatch
 
 log = logging.getLogger(__name__)
@@ -283,27 +282,7 @@ class ModelSink(Sink):
         return self.queryset().filter(**{f"{self.lookup}__in": list(object_ids)})
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:
-        """
-        The rows of these objects; for a sink that follows deletes of its own model (in ``deleted_models``),
-        also a mutation that deletes the rows of those no longer in the LMS.
-        """
-        fetched = self.fetch(self.queryset_for(object_ids))
-        writes: list[ColumnBatch | Statement] = [self.serialize_fetched(fetched, stamp)]
-        if self.model in self.deleted_models:
-            found = {str(key) for key in fetched["id"]}  # such sinks are looked up by their ``id`` column
-            gone = sorted({int(key) for key in object_ids if str(key) not in found})
-            if gone:
-                writes.append(self.delete_rows(gone))
-        return writes
-
-    def delete_rows(self, keys: Sequence[int]) -> Statement:
-        """A mutation deleting the rows of objects deleted in the LMS (needs only the DELETE grant)."""
-        (key,) = self.key
-        sql = (
-            f"ALTER TABLE {schema.mutation_target(self.table)}{schema.on_cluster()} "
-            f"DELETE WHERE {schema.quote(key)} IN {{keys:Array(Int64)}}"
-        )
-        return Statement(sql, {"keys": list(keys)}, schema.mutation_settings())
+        return [self.serialize(self.queryset_for(object_ids), stamp)]
 
     def fetch(self, queryset) -> dict[str, list]:
         """Read the batch with one query, as one list per ORM source."""

@@ -4,7 +4,7 @@ openedx-learning's tagging app.
 """
 
 from aspects_sink.sinks import columns as col
-from aspects_sink.sinks.base import ModelSink
+from aspects_sink.sinks.deletions import DeletableModelSink
 from aspects_sink.sinks.tag import LINEAGE_SOURCES
 
 OBJECT_TAG_LINEAGE_SOURCES = ("_value", *(f"tag__{source}" for source in LINEAGE_SOURCES))
@@ -18,7 +18,7 @@ def object_tag_lineage(values: tuple) -> str:
     return col.aspects_json_list([value for value in reversed(tag_lineage) if value is not None])
 
 
-class ObjectTagSink(ModelSink):
+class ObjectTagSink(DeletableModelSink):
     """
     One row per object tag; re-sent when it is saved, its row deleted when it is deleted. The tags of
     courses and blocks are also in ``course_data_json`` and ``xblock_data_json`` (see the course_overviews

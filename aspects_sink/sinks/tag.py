@@ -1,7 +1,7 @@
 """``event_sink.tag``: the tags of content taxonomies, each with its lineage (openedx-learning's tagging app)."""
 
 from aspects_sink.sinks import columns as col
-from aspects_sink.sinks.base import ModelSink
+from aspects_sink.sinks.deletions import DeletableModelSink
 
 # A tag and its ancestors, nearest first: openedx-learning keeps taxonomies at most TAXONOMY_MAX_DEPTH (3) deep,
 # so a tag has at most three ancestors, all read in the batch's one query.
@@ -13,7 +13,7 @@ def lineage(values: tuple) -> str:
     return col.aspects_json_list([value for value in reversed(values) if value is not None])
 
 
-class TagSink(ModelSink):
+class TagSink(DeletableModelSink):
     """One row per tag; re-sent when it is saved, its row deleted when it is deleted."""
 
     name = "tag"

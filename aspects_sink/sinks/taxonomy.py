@@ -1,10 +1,10 @@
 """``event_sink.taxonomy``: the taxonomies of content tags (openedx-learning's tagging app)."""
 
 from aspects_sink.sinks import columns as col
-from aspects_sink.sinks.base import ModelSink
+from aspects_sink.sinks.deletions import DeletableModelSink
 
 
-class TaxonomySink(ModelSink):
+class TaxonomySink(DeletableModelSink):
     """One row per taxonomy; re-sent when it is saved, its row deleted when it is deleted."""
 
     name = "taxonomy"
