@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 
-from aspects_sink import edx_platform, outbox
+from aspects_sink import edx_platform, outbox, retirement
 from aspects_sink.sinks.registry import all_sinks, get_sink
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,28 @@ def on_enrollment_event(sender, enrollment=None, **kwargs):
 
 
 def on_user_retired(sender, user=None, **kwargs):
-    """LMS: USER_RETIRE_LMS_MISC; the user's personal data leaves every ClickHouse table."""
+    """
+    LMS: USER_RETIRE_LMS_MISC, while the account still has its real username. The user is recorded as
+    retired in the retirement's own transaction, and their personal data leaves every ClickHouse table.
+    """
     if user is not None:
-        record_change("user_retirement", user.id)
+        retirement.record([user.id])
+
+
+def on_user_deleted(sender, instance, **kwargs):
+    """``post_delete`` of a User: a deleted learner is retired; none of their rows stays."""
+    retirement.record([instance.pk])
+
+
+class DeletedModelReceiver:
+    """``post_delete`` of a model whose rows are personal: the sinks drop the rows of the deleted object's user."""
+
+    def __init__(self, sinks: list):
+        self.sinks = sinks
+
+    def __call__(self, sender, instance, **kwargs):
+        for sink in self.sinks:
+            record_change(sink.name, getattr(instance, sink.lookup))
 
 
 class SavedModelReceiver:
@@ -73,8 +92,35 @@ def saved_model_sinks() -> dict[str, list]:
     return by_model
 
 
+def deleted_model_sinks() -> dict[str, list]:
+    """Model name → the sinks reading it whose rows are personal and looked up by user (their rows must go)."""
+    by_model = defaultdict(list)
+    for sink in all_sinks().values():
+        if sink.deletes_retired_rows and getattr(sink, "user_source", None) == sink.lookup:
+            by_model[sink.model].append(sink)
+    return by_model
+
+
 def connect_model_receivers() -> None:
-    """Connect ``post_save`` of the configured models; a model missing on this platform is skipped."""
+    """
+    Connect ``post_save`` and ``post_delete`` of the configured models; a model missing on this platform
+    is skipped.
+    """
+    try:
+        post_delete.connect(
+            on_user_deleted, sender=edx_platform.get_model(USER_MODEL), weak=False, dispatch_uid="aspects_sink.deleted"
+        )
+    except edx_platform.PlatformModelMissing as error:
+        log.info("aspects_sink: not listening to user deletions: %s", error)
+    for model_name, sinks in deleted_model_sinks().items():
+        try:
+            model = edx_platform.get_model(model_name)
+        except edx_platform.PlatformModelMissing as error:
+            log.info("aspects_sink: not listening to %s deletions: %s", model_name, error)
+            continue
+        post_delete.connect(
+            DeletedModelReceiver(sinks), sender=model, weak=False, dispatch_uid=f"aspects_sink.deleted.{model_name}"
+        )
     for model_name, sinks in saved_model_sinks().items():
         try:
             model = edx_platform.get_model(model_name)
