@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from aspects_sink.conf import aspects_settings
-from aspects_sink.transport import ClickHouseTransport
+from aspects_sink.transport import ClickHouseTransport, TransportError
 
 
 class MutationNotDone(RuntimeError):
@@ -29,14 +29,21 @@ _UNFINISHED = (
 def run(transport: ClickHouseTransport, sql: str, parameters: dict, settings: dict, mutates: str) -> None:
     """Run a mutation of ``mutates`` (``database.table``) and wait until ``system.mutations`` shows it done."""
     since = transport.rows("SELECT now()")[0][0]
-    transport.command(sql, parameters, settings)
+    try:
+        transport.command(sql, parameters, settings)
+    except TransportError:
+        # A server that runs the mutation at once (or ``mutations_sync``) reports its failure here: report it
+        # as the mutation's, with ClickHouse's reason, when system.mutations shows it failing.
+        wait(transport, mutates, since, timeout=0)
+        raise
     wait(transport, mutates, since)
 
 
-def wait(transport: ClickHouseTransport, mutates: str, since) -> None:
+def wait(transport: ClickHouseTransport, mutates: str, since, timeout: float | None = None) -> None:
     """Wait for the mutations of ``mutates`` created since ``since``; raise :class:`MutationNotDone`."""
     database, _, table = mutates.partition(".")
-    timeout = float(aspects_settings.ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS)
+    if timeout is None:
+        timeout = float(aspects_settings.ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS)
     deadline = time.monotonic() + timeout
     delay = 0.02
     while True:

@@ -44,7 +44,7 @@ def test_unknown_object_lists_the_valid_names():
 
 
 @pytest.mark.django_db
-def test_a_sink_runs_when_its_setting_or_its_waffle_flag_is_on(settings):
+def test_a_sink_runs_when_its_setting_or_its_waffle_flag_is_on(settings, pii):
     settings.EVENT_SINK_CLICKHOUSE_EXTERNAL_ID_ENABLED = False
     assert not get_sink("external_id").is_enabled()
     with override_flag("event_sink_clickhouse.external_id.enabled", active=True):
