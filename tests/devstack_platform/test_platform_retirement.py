@@ -72,3 +72,11 @@ def test_the_steps_are_separate_and_the_profile_is_saved_before_the_rename(learn
 
     renamed = User.objects.get(pk=learner.pk).username
     assert seen == [("UserProfile", "ada"), ("UserProfile", "ada"), ("CRITICAL", ""), ("User", renamed)]
+
+
+def test_a_retired_account_is_still_found_by_its_original_username(learner):
+    retire_user(learner)
+
+    assert get_potentially_retired_user_by_username("ada").pk == learner.pk
+    with pytest.raises(User.DoesNotExist):
+        get_potentially_retired_user_by_username("nobody")

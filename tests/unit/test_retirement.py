@@ -157,7 +157,7 @@ def test_pii_off_sends_no_personal_value_live_or_in_a_backfill(embedded_clickhou
 def test_a_failing_mutation_is_reported_never_taken_as_done(embedded_clickhouse, settings):
     settings.ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS = 30
     embedded_clickhouse.command("INSERT INTO event_sink.course_enrollment (user_id, course_key) VALUES (7, 'c')")
-    with pytest.raises(mutations.MutationNotDone, match="event_sink.course_enrollment: mutation .* fails: .*refused"):
+    with pytest.raises(mutations.MutationNotDone, match=r"event_sink\.course_enrollment: mutation .* fails: .*refused"):
         mutations.run(
             embedded_clickhouse,
             "ALTER TABLE event_sink.course_enrollment DELETE WHERE throwIf(user_id = 7, 'refused')",
