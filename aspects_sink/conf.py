@@ -134,6 +134,12 @@ DEFAULTS: dict[str, Any] = {
     "ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS": 10,
     # ASPECTS_SINK_RETIREMENT_WAIT is a toggle: its annotation is in aspects_sink.toggles.
     "ASPECTS_SINK_RETIREMENT_WAIT": False,
+    # .. setting_name: ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS
+    # .. setting_default: 120
+    # .. setting_description: How long a drain waits for a retirement mutation to show done in
+    #   ``system.mutations``; a mutation still running then (or failing) is retried later, never
+    #   acknowledged as done.
+    "ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS": 120,
     # .. setting_name: ASPECTS_SINK_CLUSTER
     # .. setting_default: {"name": None, "shards": 1}
     # .. setting_description: A ClickHouse cluster's name turns on ON CLUSTER DDL and Replicated engines;

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from aspects_sink import outbox, scheduling
+from aspects_sink import mutations, outbox, retirement, scheduling
 from aspects_sink.connection import get_transport
 from aspects_sink.models import VersionTick
 from aspects_sink.outbox import Claimed, Queue
@@ -45,16 +45,21 @@ class DrainReport:
 
 
 def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport) -> int:
-    """Send the current state of these objects: one INSERT per table (or the sink's statements)."""
+    """
+    Send the current state of these objects: one INSERT per table (or the sink's statements, mutations
+    followed to their end), then let retirement look at what was written (:func:`retirement.after_write`).
+    """
     stamp = Stamp(version=VersionTick.allocate())
-    statements = 0
-    for item in sink.writes_for(object_ids, stamp):
+    writes = sink.writes_for(object_ids, stamp)
+    for item in writes:
         if isinstance(item, ColumnBatch):
             transport.insert(item)
+        elif isinstance(item, Statement) and item.mutates:
+            mutations.run(transport, item.sql, item.parameters, item.settings, item.mutates)
         elif isinstance(item, Statement):
             transport.command(item.sql, item.parameters, item.settings)
-        statements += 1
-    return statements
+    retirement.after_write(sink, object_ids, writes)
+    return len(writes)
 
 
 def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_budget: float = 30.0) -> DrainReport:

@@ -7,6 +7,8 @@ ClickHouse has acknowledged the rows (docs/decisions/0001-transactional-outbox.r
 """
 
 import datetime
+from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -211,3 +213,45 @@ class SinkHealth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sink}: {'paused' if self.paused_since else 'flowing'}"
+
+
+class RetiredUser(models.Model):
+    """
+    A learner whose personal data must never be in ClickHouse again, whatever their username is now.
+
+    Written in the retirement's own transaction (``USER_RETIRE_LMS_MISC``, or the user's deletion), before
+    the platform renames the account: every path that writes personal data (drains, backfills, the xAPI
+    route, site sinks) leaves recorded users out, and a batch that read one before the record existed has
+    its rows removed again (docs/decisions/0008-retirement-that-converges.rst). ``scrubbed_at`` is when
+    the last retirement mutations covering the user finished in ClickHouse (``system.mutations``); it is
+    None while they are pending or failing, which operators' tools report. Rows are never deleted.
+    """
+
+    user_id = models.BigIntegerField(primary_key=True, help_text="the LMS user's id (the user may be deleted)")
+    retired_at = models.DateTimeField(default=timezone.now)
+    scrubbed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when ClickHouse last finished removing the user's data"
+    )
+
+    class Meta:
+        app_label = "aspects_sink"
+        verbose_name = "retired user"
+
+    def __str__(self) -> str:
+        return f"retired user {self.user_id}"
+
+
+_ID_CHUNK = 900  # stay under SQLite's bound on parameters per statement
+
+
+def retired_user_ids(user_ids: Iterable[Any]) -> set[int]:
+    """
+    Which of these user ids are recorded as retired: one query per 900 ids. The filter every path that
+    writes personal data applies to a batch (tracking-log history included), whatever the users' names.
+    """
+    ids = sorted({int(user_id) for user_id in user_ids if user_id not in (None, "")})
+    found: set[int] = set()
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        found.update(RetiredUser.objects.filter(user_id__in=chunk).values_list("user_id", flat=True))
+    return found

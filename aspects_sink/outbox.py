@@ -156,12 +156,17 @@ class Queue:
         excess = self.dead_letters().count() - bound
         if excess <= 0:
             return
-        fields = ("id", self.spec.key_field, "last_error", *filter(None, [self.spec.payload_field]))
-        evicted = list(self.dead_letters().values(*fields)[:excess])
-        for chunk in _chunks([row["id"] for row in evicted]):
+        evicted = list(self.dead_letters().values_list("id", self.spec.key_field, "last_error")[:excess])
+        for chunk in _chunks([entry_id for entry_id, _, _ in evicted]):
             self.model._default_manager.filter(id__in=chunk).delete()
-        for row in evicted:
-            log.error("aspects_sink: %s holds more than %d dead letters; evicted the oldest: %s", self.name, bound, row)
+        field_name = self.spec.payload_field
+        payload = f" (its {field_name} not logged: it may hold personal data)" if field_name else ""
+        for entry_id, key, error in evicted:
+            # Ids and the error's class only: a payload, or a rejection quoting it, may hold personal data.
+            log.error(
+                "aspects_sink: %s holds more than %d dead letters; evicted the oldest: id %s, %s %s, error %s%s",
+                self.name, bound, entry_id, self.spec.key_field, key, error.split(":", 1)[0], payload,
+            )  # fmt: skip
 
 
 def queue(sink_name: str) -> Queue:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aspects_sink import retirement
 from aspects_sink.backfill.checkpoints import RangeCheckpoint
 from aspects_sink.backfill.source import BackfillSource
 from aspects_sink.models import VersionTick
@@ -107,6 +108,7 @@ def _send(
         batches = source.writes(keys, stamp, span, rows)
         for batch in batches:
             transport.insert(batch)
+        retirement.after_write(source.sink, keys, batches)
     except (ClickHouseRejected, SerializationError) as error:
         if len(keys) == 1:
             message = f"{source.name} {keys[0]}: {error}"

@@ -247,3 +247,55 @@ def tag_a_course_and_a_block(course: str) -> dict:
     tagging.tag_object(str(problem.location), taxonomy, ["Physics"])
     tagging.delete_object_tags(course)
     return {"problem": str(problem.location)}
+
+
+# -- retirement, step by step, as the retirement pipeline's driver calls the LMS ---------------------------
+
+
+def enroll_learners(prefix: str, count: int, course: str) -> list[int]:
+    """Register ``count`` learners with profiles, enroll each in ``course``; return their ids."""
+    from common.djangoapps.student.helpers import create_user
+    from common.djangoapps.student.models import CourseEnrollment
+    from opaque_keys.edx.keys import CourseKey
+
+    ids = []
+    for number in range(count):
+        user = create_user(f"{prefix}{number}", f"{prefix}{number}@example.com", name=f"{prefix} {number}", city="Lyon")
+        CourseEnrollment.enroll(user, CourseKey.from_string(course))
+        ids.append(user.id)
+    return ids
+
+
+def retire_misc(usernames: list[str]) -> None:
+    """The pipeline's ``retire_misc`` requests (USER_RETIRE_LMS_MISC; accounts keep their usernames)."""
+    from openedx.core.djangoapps.user_api.accounts.views import LMSAccountRetirementView
+
+    for username in usernames:
+        LMSAccountRetirementView().post(username)
+
+
+def save_profile(usernames: list[str], city: str) -> int:
+    """Learners save their profiles between the pipeline's steps (post_save with the real username)."""
+    from common.djangoapps.student.models import UserProfile
+
+    saved = 0
+    for profile in UserProfile.objects.filter(user__username__in=usernames):
+        profile.city = city
+        profile.save()
+        saved += 1
+    return saved
+
+
+def retire(usernames: list[str]) -> None:
+    """The pipeline's ``retire`` requests: clear the profile, delete its images, rename the account."""
+    from openedx.core.djangoapps.user_api.accounts.views import AccountRetirementView
+
+    for username in usernames:
+        AccountRetirementView().post(username)
+
+
+def retired_users() -> list[int]:
+    """The users the LMS recorded as retired."""
+    from aspects_sink.models import RetiredUser
+
+    return sorted(RetiredUser.objects.values_list("user_id", flat=True))
