@@ -22,6 +22,10 @@ from aspects_sink.transport import ColumnBatch
 
 _DUMP_NAMESPACE = uuid.UUID("6f0b6c1e-3b1a-4b9e-9a53-7f0c1d0a5e11")
 
+# A sink that writes several tables fans each object out into many rows (a course into its blocks, often
+# thousands), so it is sent this many objects at a time, live and in backfills, to keep memory bounded.
+FAN_OUT_BATCH_SIZE = 10
+
 
 class SerializationError(ValueError):
     """An object could not be turned into a row; the message names the sink, the object and the column."""
@@ -84,6 +88,8 @@ class TableSpec:
     partition_by: str | None = None
     version_column: str | None = "version"
     bookkeeping: tuple[col.Column, ...] = BOOKKEEPING_COLUMNS
+    # Columns a table an existing Aspects install created may lack (docs/decisions/0002: how rows still order).
+    optional_columns: tuple[str, ...] = ("version",)
 
     @property
     def all_columns(self) -> tuple[col.Column, ...]:
@@ -114,6 +120,7 @@ class TableSpec:
             column_names=tuple(column.name for column in all_columns),
             column_types=tuple(column.clickhouse_type for column in all_columns),
             columns=tuple(data),
+            optional_columns=frozenset(self.optional_columns) if self.bookkeeping else frozenset(),
         )
 
 
@@ -190,6 +197,14 @@ class Sink:
     def shows_user_fields(self) -> bool:
         """Whether rows carry fields of the User (username, email): a saved User must re-send them."""
         return False
+
+    @property
+    def objects_per_batch(self) -> int | None:
+        """
+        The most objects one batch may hold whatever the batch size settings say (None: no bound of its own).
+        A sink writing several tables fans out (a course into thousands of blocks): memory bounds its batches.
+        """
+        return FAN_OUT_BATCH_SIZE if len(self.tables()) > 1 else None
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:
         """What to write to ClickHouse so it holds the current state of these objects."""
