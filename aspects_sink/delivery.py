@@ -99,6 +99,7 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
     if paused_for > 0:
         report.next_run_in = paused_for  # misconfigured: the next probe is not due yet
         return report
+    _alarm_if_too_long(queue)
     batch_size = min(queue.batch_size, sink.objects_per_batch or queue.batch_size)
     started = time.monotonic()
     while True:
@@ -117,6 +118,19 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
             break
     report.next_run_in = _next_run_in(sink, report)
     return report
+
+
+def _alarm_if_too_long(queue: Queue) -> None:
+    """An ERROR line at every drain while the queue's table holds ``ASPECTS_SINK_QUEUE_ALARM_ENTRIES`` or more."""
+    bound = int(aspects_settings.ASPECTS_SINK_QUEUE_ALARM_ENTRIES)
+    if bound and (size := queue.size_bound()) >= bound:
+        log.error(
+            "aspects_sink: the queue of %s holds about %d entries (alarm at %d): ClickHouse has been away or slow "
+            "for long; nothing is dropped, the LMS database grows until the drain catches up",
+            queue.name,
+            size,
+            bound,
+        )
 
 
 def _paused_for(sink_name: str) -> float:

@@ -294,3 +294,19 @@ def test_a_table_aspects_created_without_version_still_takes_rows(embedded_click
     )
     assert embedded_clickhouse.insert(batch) == 2
     assert "has no column version" in caplog.text
+
+
+# -- 8. a day's outage: the queue's size is alarmed, nothing dropped --------------------------------------------
+
+
+def test_a_queue_beyond_its_alarm_bound_is_reported_at_every_drain(embedded_clickhouse, pii, settings, caplog):
+    settings.ASPECTS_SINK_QUEUE_ALARM_ENTRIES = 4
+    users(3)  # 6 entries
+
+    def down(batch):
+        raise ClickHouseUnavailable("connection refused")
+
+    delivery.drain("user_profile", Recording(embedded_clickhouse, down))
+    alarms = [record for record in caplog.records if record.levelno == logging.ERROR and "alarm at 4" in record.message]
+    assert alarms and "user_profile" in alarms[0].message
+    assert len(entries()) == 6  # nothing dropped
