@@ -115,6 +115,15 @@ DEFAULTS: dict[str, Any] = {
     # .. setting_default: 8
     # .. setting_description: Tries ClickHouse rejects before an outbox entry is parked as a dead letter.
     "ASPECTS_SINK_MAX_ATTEMPTS": 8,
+    # .. setting_name: ASPECTS_SINK_QUEUE_ALARM_ENTRIES
+    # .. setting_default: 5000000
+    # .. setting_description: A queue's table (the outbox, the xAPI statement queue) holding about this many
+    #   entries or more raises an alarm: an ERROR log line at every drain, naming the queue and its size,
+    #   until it is below again. Nothing is dropped or refused at the bound: the LMS database keeps growing
+    #   (about 1 GB per 3 million statements) while the drain catches up at full speed. Set it below what
+    #   your database can hold for the longest ClickHouse outage you plan for (3 million statements a day
+    #   at 3 million events a day). 0 turns the alarm off.
+    "ASPECTS_SINK_QUEUE_ALARM_ENTRIES": 5_000_000,
     # .. setting_name: ASPECTS_SINK_RETRY_BASE_SECONDS
     # .. setting_default: 2
     # .. setting_description: First retry delay after a failed batch; it doubles with every try.

@@ -28,9 +28,14 @@ class LeasedEntry(models.Model):
     created = models.DateTimeField(default=timezone.now)
     # Not before this time: the lease of a worker that claimed the entry, or the next retry after a failure.
     available_at = models.DateTimeField(default=timezone.now)
-    # Set by the worker that holds the lease, so it can find the entries it claimed.
+    # Set by the worker that holds the lease: it finds its entries by it, and acknowledges, retries or parks
+    # only entries still holding it, so a worker whose lease ran out cannot touch a newer holder's entries.
     claim = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    # Tries that may have been the data's fault: counted when a batch is claimed (a worker killed mid-batch
+    # still counts), given back when ClickHouse was unavailable or misconfigured. Parked at the queue's maximum.
     attempts = models.PositiveIntegerField(default=0)
+    # Tries that found ClickHouse unavailable or misconfigured: they set the backoff and never park anything.
+    waits = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=8, choices=STATES, default=PENDING)
     last_error = models.TextField(blank=True, default="")
 
@@ -46,7 +51,9 @@ class OutboxEntry(LeasedEntry):
 
     class Meta:
         app_label = "aspects_sink"
-        indexes = [models.Index(fields=["state", "sink", "available_at"], name="aspects_sink_outbox_ready")]
+        # The claim order (docs/decisions/0001): ready entries are read from this index in order, O(batch) however
+        # large the backlog, with no sort of it.
+        indexes = [models.Index(fields=["state", "sink", "available_at", "id"], name="aspects_sink_outbox_claim")]
         verbose_name = "outbox entry"
         verbose_name_plural = "outbox entries"
 
@@ -177,7 +184,7 @@ class XapiStatement(LeasedEntry):
 
     class Meta:
         app_label = "aspects_sink"
-        indexes = [models.Index(fields=["state", "available_at"], name="aspects_sink_xapi_ready")]
+        indexes = [models.Index(fields=["state", "available_at", "id"], name="aspects_sink_xapi_claim")]
         verbose_name = "xAPI statement"
 
     def __str__(self) -> str:
@@ -205,6 +212,10 @@ class SinkHealth(models.Model):
     last_error_class = models.CharField(max_length=16, choices=ERROR_CLASSES, blank=True, default="")
     last_error = models.TextField(blank=True, default="", help_text="the error, without secrets")
     paused_since = models.DateTimeField(null=True, blank=True, help_text="set while a configuration error stops it")
+    failed_outbox_writes = models.PositiveBigIntegerField(
+        default=0,
+        help_text="changes whose outbox entry could not be recorded (sent with the next change or a backfill)",
+    )
 
     class Meta:
         app_label = "aspects_sink"

@@ -44,6 +44,11 @@ def is_personal_source(model: str, source: str) -> bool:
     return field_name in PERSONAL_FIELDS.get(related or "", ())
 
 
+# A sink that writes several tables fans each object out into many rows (a course into its blocks, often
+# thousands), so it is sent this many objects at a time, live and in backfills, to keep memory bounded.
+FAN_OUT_BATCH_SIZE = 10
+
+
 class SerializationError(ValueError):
     """An object could not be turned into a row; the message names the sink, the object and the column."""
 
@@ -124,6 +129,8 @@ class TableSpec:
     version_column: str | None = "version"
     bookkeeping: tuple[col.Column, ...] = BOOKKEEPING_COLUMNS
     personal: frozenset[str] = frozenset()
+    # Columns a table an existing Aspects install created may lack (docs/decisions/0002: how rows still order).
+    optional_columns: tuple[str, ...] = ("version",)
 
     @property
     def all_columns(self) -> tuple[col.Column, ...]:
@@ -175,6 +182,7 @@ class TableSpec:
             column_names=tuple(column.name for column in all_columns),
             column_types=tuple(column.clickhouse_type for column in all_columns),
             columns=tuple(data),
+            optional_columns=frozenset(self.optional_columns) if self.bookkeeping else frozenset(),
         )
 
 
@@ -263,6 +271,14 @@ class Sink:
     def shows_user_fields(self) -> bool:
         """Whether rows carry fields of the User (username, email): a saved User must re-send them."""
         return False
+
+    @property
+    def objects_per_batch(self) -> int | None:
+        """
+        The most objects one batch may hold whatever the batch size settings say (None: no bound of its own).
+        A sink writing several tables fans out (a course into thousands of blocks): memory bounds its batches.
+        """
+        return FAN_OUT_BATCH_SIZE if len(self.tables()) > 1 else None
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:
         """What to write to ClickHouse so it holds the current state of these objects."""
