@@ -262,15 +262,28 @@ class ModelSink(Sink):
 
     def serialize_fetched(self, fetched: dict[str, Sequence], stamp: Stamp) -> ColumnBatch:
         blank_pii = not toggles.pii_enabled()
+        retired = self._retired(fetched)
         data = []
         for column in self.columns:
             sources = column.sources
             values = fetched[sources[0]] if len(sources) == 1 else list(zip(*(fetched[s] for s in sources)))
             if blank_pii and column.pii:
                 data.append([column.empty] * len(values))
+            elif column.pii and any(retired):
+                converted = self._convert(column, values, fetched)
+                data.append([column.empty if gone else value for value, gone in zip(converted, retired)])
             else:
                 data.append(self._convert(column, values, fetched))
         return self.table_spec.batch(data, stamp)
+
+    @staticmethod
+    def _retired(fetched: dict[str, Sequence]) -> list[bool]:
+        """
+        Per row, whether it belongs to a retired account (rows that read the username): its personal columns
+        go out blank, as retirement's mutation left them, so a re-dump or a late re-send brings nothing back.
+        """
+        prefix = aspects_settings.RETIRED_USERNAME_PREFIX
+        return [bool(name) and name.startswith(prefix) for name in fetched.get("user__username", ())]
 
     def _convert(self, column: col.Column, values: Sequence, fetched: dict[str, Sequence]) -> list:
         try:

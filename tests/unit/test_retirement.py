@@ -54,3 +54,19 @@ def test_names_that_are_not_sinks_are_ignored_not_fatal(settings):
         "`event_sink`.`external_id`",
         "`event_sink`.`course_enrollment`",
     }
+
+
+def test_a_retired_learners_enrollment_sent_again_keeps_its_username_blank(embedded_clickhouse, pii):
+    """A re-dump (rebuilding ClickHouse) or a late re-send must not bring back what retirement blanked."""
+    from openedx.core.djangoapps.user_api.accounts.api import retire_user
+
+    from aspects_sink.receivers import record_change
+
+    course = CourseKey.from_string("course-v1:edX+R+2")
+    gone = create_user("leaver", "leaver@example.com", name="Leaver")
+    CourseEnrollment.enroll(gone, course)
+    retire_user(gone)
+    drain_all()
+    record_change("course_enrollment", gone.id)  # as dump_data_to_clickhouse sends every enrollment again
+    drain_all()
+    assert embedded_clickhouse.rows("SELECT username FROM event_sink.course_enrollment FINAL") == [("",)]
