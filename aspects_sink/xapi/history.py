@@ -23,13 +23,16 @@ logs, shows progress and adds up the reports.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
+import importlib
 import logging
 import multiprocessing
 import os
 import queue
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import connections, transaction
@@ -50,6 +53,12 @@ log = logging.getLogger(__name__)
 # Bad events described per log in a report (all are counted, and every one is logged).
 MAX_PROBLEMS_PER_LOG = 20
 _CHECKPOINT_CHUNK = 500
+# ERB's lookups its xAPI transformer memoizes for its last 128 arguments: a learner's anonymous id (three queries
+# of the LMS database) and a course. A history interleaves more learners than that, so nearly every event paid
+# the queries again: over half an import's time. For one import they are memoized for up to this many.
+_TRANSFORMER_MODULE = "event_routing_backends.processors.xapi.transformer"
+_MEMOIZED_LOOKUPS = ("get_anonymous_user_id", "get_course_from_id")
+_LOOKUPS_KEPT = 1_000_000
 
 
 class HistoryError(Exception):
@@ -184,6 +193,23 @@ def admitted(event: dict) -> bool:
     they are transformed and inserted (``ASPECTS_SINK_XAPI_EVENTS`` today).
     """
     return statements_wanted(event.get("name", ""))
+
+
+@contextmanager
+def lookups_memoized() -> Iterator[None]:
+    """
+    ERB's own lookup functions, what they return remembered for the whole import instead of for 128
+    arguments: the same results (what ERB's function answered first), one call per learner and course.
+    """
+    transformer = importlib.import_module(_TRANSFORMER_MODULE)
+    originals = {name: getattr(transformer, name) for name in _MEMOIZED_LOOKUPS}
+    try:
+        for name, original in originals.items():
+            setattr(transformer, name, functools.lru_cache(maxsize=_LOOKUPS_KEPT)(original))
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(transformer, name, original)
 
 
 class LogImporter:
@@ -370,10 +396,11 @@ class HistoryImport:
             detail=lambda: f"{self.report.statements:,} statements",
         )
         try:
-            if self.workers > 1 and len(todo) > 1:
-                self._in_processes(todo, progress)
-            else:
-                self._here(todo, progress)
+            with lookups_memoized():  # forked workers inherit it, each with a memo of its own
+                if self.workers > 1 and len(todo) > 1:
+                    self._in_processes(todo, progress)
+                else:
+                    self._here(todo, progress)
         finally:
             self.report.seconds = time.monotonic() - started
         progress.finish()
