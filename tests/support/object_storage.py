@@ -28,10 +28,14 @@ class Credentials:
 
 
 class S3Server:
-    """``start()`` it, then :attr:`credentials` work and anything else is refused."""
+    """
+    ``start()`` it, then :attr:`credentials` work and anything else is refused (unless ``authenticate`` is
+    off: libcloud's S3 signatures, which ERB's ``transform_tracking_logs`` sends, do not satisfy moto's check).
+    """
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *, authenticate: bool = True):
         self.directory = directory
+        self.authenticate = authenticate
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.credentials: Credentials | None = None
@@ -44,7 +48,8 @@ class S3Server:
         log = (self.directory / "moto.log").open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            env={"INITIAL_NO_AUTH_ACTION_COUNT": str(_UNAUTHENTICATED_SETUP_REQUESTS), "PATH": "/usr/bin:/bin"},
+            env={"PATH": "/usr/bin:/bin"}
+            | ({"INITIAL_NO_AUTH_ACTION_COUNT": str(_UNAUTHENTICATED_SETUP_REQUESTS)} if self.authenticate else {}),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
