@@ -266,3 +266,31 @@ def retired_user_ids(user_ids: Iterable[Any]) -> set[int]:
         chunk = ids[start : start + _ID_CHUNK]
         found.update(RetiredUser.objects.filter(user_id__in=chunk).values_list("user_id", flat=True))
     return found
+
+
+class HistoryCheckpoint(models.Model):
+    """
+    How far ``aspects_sink_xapi_history`` got through one tracking log (a file, or an object in a bucket).
+
+    ``lines_done`` moves only after ClickHouse has acknowledged (or the statement queue has taken) the
+    statements of those lines, so ``--resume`` continues after it, in another process or pod, without
+    sending a statement twice. A log whose size changed since is read again from its start. ``last_error``
+    says why a log could not be finished (a corrupt gzip member); the run went on with the others.
+    """
+
+    log_hash = models.CharField(max_length=64, primary_key=True, help_text="sha256 of the source and the key")
+    source = models.CharField(max_length=255, help_text="s3://bucket, or file")
+    key = models.TextField(help_text="the object's key, or the file's path")
+    size = models.PositiveBigIntegerField()
+    lines_done = models.PositiveBigIntegerField(default=0)
+    statements = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0, help_text="events that could not be imported")
+    finished = models.BooleanField(default=False)
+    last_error = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "aspects_sink"
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.key}: {self.lines_done} lines{' (finished)' if self.finished else ''}"

@@ -207,6 +207,26 @@ def live_activity_and_its_tracking_logs(plain: str, gzipped: str) -> dict:
     return {"course": str(course), "emitted": emitted}
 
 
+def a_site_at_work_and_its_tracking_log(course: str, studied: str, log: str) -> dict:
+    """
+    Learners register, enroll and change in ``course`` (:func:`make_every_kind_of_change`, one retired), then
+    four learners go through ``studied`` four times; every event the LMS emitted meanwhile (enrollments'
+    included) is written to ``log`` as the rotated, gzipped tracking log would hold it. Returns how many.
+    """
+    import gzip
+
+    from common.djangoapps.student.helpers import create_user
+    from devstack_tools import learner_activity as activity
+
+    with activity.recording() as events:
+        make_every_kind_of_change(course)
+        learners = [create_user(f"worker{i}", f"worker{i}@example.com", name=f"Worker {i}") for i in range(4)]
+        activity.emit_rounds(studied, [learner.username for learner in learners], rounds=4)
+    with gzip.open(log, "wt") as tracking_log:
+        tracking_log.writelines(activity.tracking_log_line(event) + "\n" for event in events)
+    return {"events": len(events)}
+
+
 # -- the platform's plugin machinery -------------------------------------------------------------
 
 

@@ -183,3 +183,19 @@ def test_the_check_finds_a_planted_row_and_repair_removes_it(embedded_clickhouse
     call_command("aspects_sink_retirement_check", "--repair", stdout=output)
     assert "repaired: 1 users" in output.getvalue() and "No personal data of the 1 retired users" in output.getvalue()
     assert personal_rows(embedded_clickhouse, user.id) == NOTHING
+
+
+def test_a_retired_learners_enrollment_sent_again_keeps_its_username_blank(embedded_clickhouse, pii):
+    """A re-dump (rebuilding ClickHouse) or a late re-send must not bring back what retirement blanked."""
+    from openedx.core.djangoapps.user_api.accounts.api import retire_user
+
+    from aspects_sink.receivers import record_change
+
+    course = CourseKey.from_string("course-v1:edX+R+2")
+    gone = create_user("leaver", "leaver@example.com", name="Leaver")
+    CourseEnrollment.enroll(gone, course)
+    retire_user(gone)
+    drain_all()
+    record_change("course_enrollment", gone.id)  # as dump_data_to_clickhouse sends every enrollment again
+    drain_all()
+    assert embedded_clickhouse.rows("SELECT username FROM event_sink.course_enrollment FINAL") == [("",)]
