@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from aspects_sink import outbox, scheduling
+from aspects_sink import apm, outbox, scheduling
 from aspects_sink.connection import get_transport
 from aspects_sink.models import VersionTick
 from aspects_sink.outbox import Claimed, Queue
@@ -57,6 +57,7 @@ def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport)
     return statements
 
 
+@apm.observed_drain
 def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_budget: float = 30.0) -> DrainReport:
     """
     Send what the outbox holds for one sink, batch after batch, until it is empty or the budget is spent.
