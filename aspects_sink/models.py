@@ -165,3 +165,21 @@ class SinkHealth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sink}: {'paused' if self.paused_since else 'flowing'}"
+
+
+class DeadLetter(OutboxEntry):
+    """The outbox entries parked as dead letters, for their own admin page (replay, discard)."""
+
+    class Meta:
+        proxy = True
+        app_label = "aspects_sink"
+        verbose_name = "dead letter"
+
+
+class DeadXapiStatement(XapiStatement):
+    """The xAPI statements parked as dead letters, for their own admin page (replay, discard)."""
+
+    class Meta:
+        proxy = True
+        app_label = "aspects_sink"
+        verbose_name = "dead xAPI statement"
