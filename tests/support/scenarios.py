@@ -230,3 +230,18 @@ def plugin_report() -> dict:
         "enrollment_receivers": receivers(COURSE_ENROLLMENT_CREATED),
         "publish_receivers": receivers(COURSE_PUBLISHED),
     }
+
+
+def record_configuration_pause(sink: str, message: str) -> None:
+    """Record a sink paused by a configuration error, as the drain records it (aspects_sink.health)."""
+    from aspects_sink import health
+    from aspects_sink.models import SinkHealth
+
+    health.record_failure(sink, SinkHealth.CONFIGURATION, message, pause=True)
+
+
+def forget_health(sink: str) -> None:
+    """Forget what the drains recorded of a sink, as a fresh installation has (a test's clean-up)."""
+    from aspects_sink.models import SinkHealth
+
+    SinkHealth.objects.filter(sink=sink).delete()
