@@ -43,7 +43,7 @@ def run(arguments: argparse.Namespace) -> list[Run]:
     log = state / "reconcile-benchmark.log"
     runs = []
     try:
-        seed(devstack, users=size, enrollments=size)
+        seed(devstack, courses=20, blocks=5, users=size, enrollments=size)
         clickhouse = devstack.clickhouse_client()
         for sink, model, key in OBJECTS:
             rows = lms_count(devstack, model)
@@ -56,7 +56,7 @@ def run(arguments: argparse.Namespace) -> list[Run]:
             sync = {"mutations_sync": 1}
             clickhouse.command(f"ALTER TABLE {sink} DELETE WHERE {key} % {rows // damage} = 1", settings=sync)
             clickhouse.command(
-                f"ALTER TABLE {sink} UPDATE mode = 'honor', version = version WHERE {key} % {rows // damage} = 2"
+                f"ALTER TABLE {sink} UPDATE mode = 'honor' WHERE {key} % {rows // damage} = 2"
                 if sink == "course_enrollment"
                 else f"ALTER TABLE {sink} UPDATE city = 'Atlantis' WHERE {key} % {rows // damage} = 2",
                 settings=sync,
