@@ -2,10 +2,12 @@
 Prove that ClickHouse holds what the LMS holds: compare each sink's table, after FINAL, with the LMS by ranges of
 the sink's object keys, and find the objects that are missing, extra or stale.
 
-A range is a slice of the sink's objects in key order (``lookup``, the id the outbox names: a user id, a course
-key), about ``range_size`` rows long. For each range both sides are read and each row hashed the same way: the LMS
-rows serialized by the sink's own code (as the drains and the backfill send them), the ClickHouse rows selected
-``FINAL`` with the same columns, each value written in one canonical text form and hashed with BLAKE2b in Python.
+A range is a slice of the sink's rows in key order, about ``range_size`` rows long: by the table's own key when it
+starts with the model's primary key (ClickHouse then reads the range through its primary index), else by the
+object key (``lookup``, the id the outbox names: a user id, a course key). For each range both sides are read and
+each row hashed the same way: the LMS rows serialized by the sink's own code (as the drains and the backfill send
+them), the ClickHouse rows selected ``FINAL`` with the same columns, each value written in one canonical text form
+and hashed with BLAKE2b in Python.
 Equal counts and equal sums of the row hashes mean equal ranges; otherwise the range's rows are compared by the
 table's key to name the differing objects. Memory holds one range at a time, whatever the size of the table.
 
@@ -137,10 +139,13 @@ class SinkComparison:
         self.key_types = [self.columns[i].clickhouse_type for i in self.key_positions]
         self.object_column = self._object_column()
         self.object_position = names.index(self.object_column.name)
+        # Ranges follow the table's sorting key when it starts with the model's primary key (user_profile's id):
+        # ClickHouse then reads each range through its primary index. Otherwise they follow the object key.
+        self.range_column, self.range_field = self._range()
         # Integer object keys sort alike in every database, so a ClickHouse range holds exactly the LMS range's
         # objects plus any extra ones. Text keys may sort differently (collations): they are looked up by value,
         # and extra objects are found by one more pass over ClickHouse's keys.
-        self.by_range = isinstance(self.object_column, col.Int32)
+        self.by_range = isinstance(self.range_column, col.Int32)
 
     def _object_column(self) -> col.Column:
         pk_names = {"pk", self.sink.get_model()._meta.pk.name}
@@ -150,11 +155,18 @@ class SinkComparison:
                 return column
         raise ReconcileError(f"{self.sink.name}: no column of {self.target} holds the object key {self.sink.lookup!r}")
 
+    def _range(self) -> tuple[col.Column, str]:
+        pk = self.sink.get_model()._meta.pk.name
+        first_key = self.columns[self.key_positions[0]]
+        if isinstance(first_key, col.Int32) and first_key.sources in ((pk,), ("pk",)):
+            return first_key, pk
+        return self.object_column, self.sink.lookup
+
     # -- the LMS side ---------------------------------------------------------------------------
 
     def lms_ranges(self, range_size: int) -> Iterator[tuple[Any, Any]]:
         """(after, up_to] bounds of the object keys, about ``range_size`` rows each; None is open."""
-        lookup = self.sink.lookup
+        lookup = self.range_field
         queryset = self.sink.queryset().order_by(lookup)
         after = None
         while True:
@@ -168,9 +180,9 @@ class SinkComparison:
     def lms_side(self, after: Any, up_to: Any) -> Side:
         bounds = {}
         if after is not None:
-            bounds[f"{self.sink.lookup}__gt"] = after
+            bounds[f"{self.range_field}__gt"] = after
         if up_to is not None:
-            bounds[f"{self.sink.lookup}__lte"] = up_to
+            bounds[f"{self.range_field}__lte"] = up_to
         batch = self.sink.serialize(self.sink.queryset().filter(**bounds), Stamp(version=0))
         positions = [batch.column_names.index(column.name) for column in self.columns]
         return self._side(zip(*(batch.columns[i] for i in positions)) if batch.row_count else ())
@@ -179,9 +191,9 @@ class SinkComparison:
 
     def clickhouse_side(self, after: Any, up_to: Any, objects: Sequence[Any]) -> Side:
         selected = ", ".join(schema.quote(column.name) for column in self.columns)
-        target = schema.quote(self.object_column.name)
         parameters: dict[str, Any] = {}
         if self.by_range:
+            target = schema.quote(self.range_column.name)
             conditions = []
             if after is not None:
                 conditions.append(f"{target} > {{after:Int64}}")
@@ -191,6 +203,7 @@ class SinkComparison:
                 parameters["up_to"] = int(up_to)
             where = " AND ".join(conditions) or "1"
         else:
+            target = schema.quote(self.object_column.name)
             where = f"{target} IN {{objects:Array({self.object_column.clickhouse_type})}}"
             parameters["objects"] = [self.object_column.convert(each) for each in objects]
         rows = self.transport.rows(f"SELECT {selected} FROM {self.target} FINAL WHERE {where}", parameters)
