@@ -194,6 +194,27 @@ DEFAULTS: dict[str, Any] = {
     #   that writes into the raw xAPI table aspects-sink fills (Aspects' Ralph) would insert every statement a
     #   second time, firing Aspects' materialized views twice: list only LRSs that store statements elsewhere.
     "ASPECTS_SINK_XAPI_LRS_ROUTE_URLS": [],
+    # .. setting_name: ASPECTS_SINK_STATUS_THRESHOLDS
+    # .. setting_default: {"oldest_pending_warning_seconds": 300, "oldest_pending_critical_seconds": 1800,
+    #   "dead_letters_warning": 1, "dead_letters_critical": 1000, "sweep_warning_seconds": 600,
+    #   "mutation_pending_warning_seconds": 3600}
+    # .. setting_description: When ``aspects_sink_status`` (and the admin status page, and the metrics'
+    #   ``aspects_sink_status_level``) say warning (exit code 1) or critical (2): the age of a queue's oldest
+    #   pending entry, its number of dead letters, how long since the periodic sweep last ran (Celery beat), and
+    #   how long a retirement mutation may stay pending. Keys left out keep their default.
+    "ASPECTS_SINK_STATUS_THRESHOLDS": {
+        "oldest_pending_warning_seconds": 300,
+        "oldest_pending_critical_seconds": 1800,
+        "dead_letters_warning": 1,
+        "dead_letters_critical": 1000,
+        "sweep_warning_seconds": 600,
+        "mutation_pending_warning_seconds": 3600,
+    },
+    # .. setting_name: ASPECTS_SINK_METRICS_TOKEN
+    # .. setting_default: None
+    # .. setting_description: A secret that lets Prometheus read ``/aspects_sink/metrics`` with
+    #   ``Authorization: Bearer <token>``. Without it only logged-in staff can read the metrics.
+    "ASPECTS_SINK_METRICS_TOKEN": None,
 }
 
 # Platform settings the plugin reads, with edx-platform's own default; the plugin never sets them.

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from aspects_sink import health, mutations, outbox, retirement, scheduling
+from aspects_sink import apm, health, mutations, outbox, retirement, scheduling
 from aspects_sink.conf import aspects_settings
 from aspects_sink.connection import get_transport
 from aspects_sink.isolation import Isolation, Limits, isolate
@@ -86,6 +86,7 @@ def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport,
     return len(writes)
 
 
+@apm.observed_drain
 def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_budget: float = 30.0) -> DrainReport:
     """
     Send what the outbox holds for one sink, batch after batch, until it is empty or the budget is spent.

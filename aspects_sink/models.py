@@ -294,3 +294,21 @@ class HistoryCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.key}: {self.lines_done} lines{' (finished)' if self.finished else ''}"
+
+
+class DeadLetter(OutboxEntry):
+    """The outbox entries parked as dead letters, for their own admin page (replay, discard)."""
+
+    class Meta:
+        proxy = True
+        app_label = "aspects_sink"
+        verbose_name = "dead letter"
+
+
+class DeadXapiStatement(XapiStatement):
+    """The xAPI statements parked as dead letters, for their own admin page (replay, discard)."""
+
+    class Meta:
+        proxy = True
+        app_label = "aspects_sink"
+        verbose_name = "dead xAPI statement"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aspects_sink import retirement
+from aspects_sink import apm, retirement
 from aspects_sink.backfill.checkpoints import RangeCheckpoint
 from aspects_sink.backfill.source import BackfillSource
 from aspects_sink.isolation import Limits, isolate
@@ -43,10 +43,12 @@ class Tally:
     rows: int = 0
     skipped: int = 0
     failed: int = 0
+    inserts: int = 0
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.rows += other.rows
+        self.inserts += other.inserts
         self.skipped += other.skipped
         self.failed += other.failed
         self.errors.extend(other.errors[: MAX_ERRORS_KEPT - len(self.errors)])
@@ -80,7 +82,7 @@ def dump_range(
         page = next(pages, None)
         if page is None:
             break
-        batch = Tally(skipped=page.skipped)
+        batch, started = Tally(skipped=page.skipped), time.monotonic()
         if page.keys:
             span = (page.start, page.last) if page.whole_range else None
             _send(source, transport, page.keys, stamp, span=span, rows=page.rows, tally=batch)
@@ -92,6 +94,10 @@ def dump_range(
             error=batch.errors[0] if batch.errors else "",
         )
         tally.add(batch)
+        apm.record_batch(
+            "backfill", source.name, rows=batch.rows, inserts=batch.inserts, seconds=time.monotonic() - started,
+            outcome="failed" if batch.failed else "ok",
+        )  # fmt: skip
         if on_batch:
             on_batch(page.examined)
     checkpoint.finish()
@@ -119,7 +125,7 @@ def _send(
         whole = len(group) == len(keys)  # the page itself: read by range, or from the rows already read
         batches = source.writes(group, stamp, span if whole else None, rows if whole else None)
         for batch in batches:
-            transport.insert(batch)
+            tally.inserts += 1 if transport.insert(batch) else 0
         retirement.after_write(source.sink, group, batches)
         own_rows += source.own_rows(batches)
         return len(batches)

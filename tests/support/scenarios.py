@@ -319,3 +319,54 @@ def retired_users() -> list[int]:
     from aspects_sink.models import RetiredUser
 
     return sorted(RetiredUser.objects.values_list("user_id", flat=True))
+
+
+def forget_health(sink: str) -> None:
+    """Forget what the drains recorded of a sink, as a fresh installation has (a test's clean-up)."""
+    from aspects_sink.models import SinkHealth
+
+    SinkHealth.objects.filter(sink=sink).delete()
+
+
+def make_superuser(username: str, password: str) -> None:
+    """A staff superuser for the admin (edx-platform's ``createsuperuser``, without the prompts)."""
+    from django.contrib.auth.models import User
+
+    if not User.objects.filter(username=username).exists():
+        User.objects.create_superuser(username, f"{username}@example.com", password)
+
+
+def park_dead_letters(sink: str, object_ids: list, reason: str) -> list:
+    """Outbox entries parked as dead letters with ``reason``, as the drain parks them; returns their ids."""
+    from django.utils import timezone
+
+    from aspects_sink.models import OutboxEntry, XapiStatement
+
+    parked = [
+        OutboxEntry.objects.create(sink=sink, object_id=str(object_id), state="dead", attempts=3, last_error=reason)
+        for object_id in object_ids
+    ]
+    XapiStatement.objects.create(
+        event_id="00000000-0000-0000-0000-00000000dead",
+        emission_time=timezone.now(),
+        statement="{}",
+        state="dead",
+        attempts=8,
+        last_error=reason,
+    )
+    return [entry.id for entry in parked]
+
+
+def dead_letter_states(ids: list) -> dict:
+    """The state of these outbox entries by id ("gone" once a drain has delivered them)."""
+    from aspects_sink.models import OutboxEntry
+
+    found = dict(OutboxEntry.objects.filter(id__in=ids).values_list("id", "state"))
+    return {str(each): found.get(each, "gone") for each in ids}
+
+
+def delete_dead_letters() -> int:
+    """Remove every dead letter (outbox entries and xAPI statements): a test's clean-up."""
+    from aspects_sink.models import OutboxEntry, XapiStatement
+
+    return OutboxEntry.objects.filter(state="dead").delete()[0] + XapiStatement.objects.filter(state="dead").delete()[0]
