@@ -36,10 +36,12 @@ from processes import Devstack  # noqa: E402 - devstack/ must be importable firs
 LEGACY_VERSION = {(3, 12): "2.1.0", (3, 11): "1.1.2"}[sys.version_info[:2]]
 LEGACY_DATABASE = "event_sink_legacy"
 # What the stand-in LMS needs besides the plugin, at the versions this project's environment runs
-# (edx-platform ships event-routing-backends, and aspects-sink's xAPI path uses it).
+# (edx-platform ships event-routing-backends, and aspects-sink's xAPI path uses it; openedx-learning's
+# tagging app is one of the platform's apps).
 DEVSTACK_PACKAGES = (
     "Django",
     "edx-event-routing-backends",
+    "openedx-learning",
     "edx-opaque-keys",
     "django-model-utils",
     "event-tracking",
