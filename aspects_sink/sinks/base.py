@@ -284,11 +284,15 @@ class ModelSink(Sink):
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:
         return [self.serialize(self.queryset_for(object_ids), stamp)]
 
-    def fetch(self, queryset) -> dict[str, list]:
-        """Read the batch with one query, as one list per ORM source."""
-        rows = list(queryset.values_list(*self._sources))
-        values = list(zip(*rows)) if rows else [() for _ in self._sources]
-        return dict(zip(self._sources, values))
+    def fetch(self, queryset, *, also: Sequence[str] = ()) -> dict[str, list]:
+        """
+        Read the batch with one query, as one list per ORM source, and per source in ``also`` (the backfill
+        reads the primary key along, to tell which objects of a page it sends).
+        """
+        sources = self._sources + tuple(source for source in also if source not in self._sources)
+        rows = list(queryset.values_list(*sources))
+        values = list(zip(*rows)) if rows else [() for _ in sources]
+        return dict(zip(sources, values))
 
     def serialize(self, queryset, stamp: Stamp) -> ColumnBatch:
         """One column batch for everything ``queryset`` selects."""

@@ -19,7 +19,8 @@ from aspects_sink.transport import ClickHouseTransport
 pytestmark = pytest.mark.django_db
 
 ASPECTS_DATABASE = "event_sink_aspects"
-DUMPED_TABLES = ("course_overviews", "user_profile", "external_id", "course_enrollment", "taxonomy", "tag", "object_tag")
+DUMPED_TABLES = ("course_overviews", "user_profile", "external_id", "course_enrollment", "taxonomy", "tag",
+                 "object_tag")  # fmt: skip
 
 
 @pytest.fixture
@@ -100,11 +101,9 @@ def test_changed_objects_alone_are_sent_again_and_aspects_reads_their_new_state(
 
     output = dump("--no-progress")
 
-    assert {sink: counts[:2] for sink, counts in summary(output).items() if sink in ("user_profile", "course_enrollment")} == {
-        "user_profile": (1, 3),
-        "course_enrollment": (1, 3),
-    }
-    assert summary(output)["course_overviews"][0] == 1
+    sent = summary(output)
+    assert (sent["user_profile"], sent["course_enrollment"]) == ((1, 3, 0), (1, 3, 0))  # rows, skipped, failed
+    assert sent["course_overviews"][0] == 1
     assert aspects_tables("user_profile") == 5
     assert aspects_tables("course_enrollment") == 5
     assert aspects_tables("external_id") == 4
@@ -123,7 +122,8 @@ def test_changed_objects_alone_are_sent_again_and_aspects_reads_their_new_state(
     assert dict(modes)[site["users"][2].id] == "verified"
     titles = latest(
         client,
-        f"SELECT course_key, argMax(display_name, modified) FROM {ASPECTS_DATABASE}.course_overviews GROUP BY course_key",
+        f"SELECT course_key, argMax(display_name, modified) FROM {ASPECTS_DATABASE}.course_overviews "
+        "GROUP BY course_key",
     )
     assert titles == [(str(site["course"]), "Course 7, revised")]
 
