@@ -10,8 +10,10 @@ Each dump runs as its own process, as an operator would run it; the figures are 
 to exit) and the peak RSS is that process's own (``wait4``). ClickHouse is the devstack's chDB endpoint, a
 separate process. Each plugin runs from a virtualenv of its own under ``.benchmarks/`` (created on first
 use) holding the plugin and what the stand-in LMS needs, nothing else. The existing plugin writes to
-database ``event_sink_legacy``, whose tables have Aspects' own layout, engines and keys.
-The seeded data is kept under ``.benchmarks/state-<db>`` and extended, never rebuilt, by later runs.
+database ``event_sink_legacy``, whose tables have Aspects' own layout, engines and keys (``aspects_schema``).
+aspects-sink's re-dumps are measured too: over rows ClickHouse already holds, unchanged (in its own tables
+and in Aspects') and all changed (in Aspects' tables). The seeded data is kept under ``.benchmarks/state-<db>``
+and extended, never rebuilt, by later runs.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ BENCHMARKS_DIR = REPO_ROOT / "benchmarks"
 WORK_DIR = REPO_ROOT / ".benchmarks"
 sys.path.insert(0, str(DEVSTACK_DIR))
 
-from processes import Devstack  # noqa: E402 - devstack/ must be importable first
+from aspects_schema import create_aspects_tables  # noqa: E402 - devstack/ must be importable first
+from processes import Devstack  # noqa: E402
 
 LEGACY_VERSION = {(3, 12): "2.1.0", (3, 11): "1.1.2"}[sys.version_info[:2]]
 LEGACY_DATABASE = "event_sink_legacy"
@@ -53,35 +56,6 @@ DEVSTACK_PACKAGES = (
 )
 BATCH_SIZE = "10000"
 ROW_OBJECTS = ("user_profile", "course_enrollment")
-
-# Aspects' own tables (see /work/shared/reference: columns in Aspects' order, its engines and keys): the
-# existing plugin writes CSV by position, so the order matters.
-LEGACY_TABLES = {
-    "course_overviews": (
-        "org String, course_key String, display_name String, course_start String, course_end String, "
-        "enrollment_start String, enrollment_end String, self_paced Bool, course_data_json String, "
-        "created String, modified String, dump_id UUID, time_last_dumped String",
-        "MergeTree ORDER BY (org, course_key, modified, time_last_dumped)",
-    ),
-    "course_blocks": (
-        "org String, course_key String, location String, display_name String, xblock_data_json String, "
-        "`order` Int32 DEFAULT 0, edited_on String, dump_id UUID, time_last_dumped String",
-        "MergeTree ORDER BY (org, course_key, location, edited_on, `order`)",
-    ),
-    "user_profile": (
-        "id Int32, user_id Int32, name String, username String DEFAULT '', email String DEFAULT '', "
-        "meta String, courseware String, language String, location String, year_of_birth String, "
-        "gender String, level_of_education String, mailing_address String, city String, country String, "
-        "state String, goals String, bio String, profile_image_uploaded_at String, phone_number String, "
-        "dump_id UUID, time_last_dumped String",
-        "ReplacingMergeTree PARTITION BY user_id % 100 ORDER BY (id, time_last_dumped)",
-    ),
-    "course_enrollment": (
-        "id Int32, course_key String, created String, is_active Bool, mode LowCardinality(String), "
-        "username String, user_id Int32, dump_id UUID, time_last_dumped String",
-        "MergeTree ORDER BY (course_key, user_id, time_last_dumped)",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -122,9 +96,10 @@ class Plugins:
         self.ours_python = ours_python
         self.legacy_python = legacy_python
 
-    def ours(self, sink: str) -> Command:
+    def ours(self, sink: str, database: str | None = None) -> Command:
         argv = [str(self.ours_python), str(DEVSTACK_DIR / "manage.py"), "lms", "dump_data_to_clickhouse"]
         argv += ["--object", sink, "--batch_size", BATCH_SIZE, "--sleep_time", "0", "--no-progress"]
+        argv += ["--database", database] if database else []
         return Command(argv, self.devstack.env(), REPO_ROOT)
 
     def legacy(self, sink: str) -> Command:
@@ -201,6 +176,30 @@ class Benchmark:
                     fastest[name] = run
         self.runs.extend(fastest.values())
 
+    def redump(self, sink: str, what: str, expected: int) -> None:
+        """
+        aspects-sink's dump (without --force) when ClickHouse already holds the objects: unchanged, in its own
+        tables and in Aspects' (nothing is sent, no row added), and all changed in Aspects' tables (the first dump
+        ran with personal data off, so every row differs and is sent again).
+        """
+        ours = "aspects-sink"
+        cases = (
+            ("event_sink", "unchanged, own tables", {}, expected),
+            (LEGACY_DATABASE, "unchanged, Aspects' tables", {}, expected),
+            (LEGACY_DATABASE, "all changed, Aspects' tables", {"ASPECTS_ENABLE_PII": False}, 2 * expected),
+        )
+        for database, case, first_settings, rows_after in cases:
+            self.truncate(sink)
+            self.devstack.update_settings(**first_settings)
+            measure(ours, f"{what} first dump", expected, self.plugins.ours(sink, database), self.log)
+            self.devstack.update_settings(ASPECTS_ENABLE_PII=True)
+            run = measure(ours, f"{what} re-dump, {case}", expected, self.plugins.ours(sink, database), self.log)
+            held = self.count(database, sink, final=False)
+            if held != rows_after:
+                raise RuntimeError(f"{run.what}: {held:,} rows in {database}.{sink}, expected {rows_after:,}")
+            print(f"  {run}")
+            self.runs.append(run)
+
 
 def lms_count(devstack: Devstack, model: str) -> int:
     models = {
@@ -258,10 +257,9 @@ def virtualenv(name: str, requirements: list[str], *, devstack: bool = True) -> 
 
 
 def create_legacy_tables(devstack: Devstack) -> None:
+    """Aspects' own tables (its layout, engines and keys) in the existing plugin's database."""
     client = devstack.clickhouse_client(database="default")
-    client.command(f"CREATE DATABASE IF NOT EXISTS {LEGACY_DATABASE}")
-    for table, (columns, engine) in LEGACY_TABLES.items():
-        client.command(f"CREATE TABLE IF NOT EXISTS {LEGACY_DATABASE}.{table} ({columns}) ENGINE = {engine}")
+    create_aspects_tables(client, LEGACY_DATABASE)
     client.close()
 
 
@@ -300,6 +298,8 @@ def benchmark_size(arguments: argparse.Namespace, size: int, pythons: tuple, *, 
         print(f"{size:,} rows ({arguments.db}); commands and errors in {benchmark.log}")
         for sink, model in (("user_profile", "users"), ("course_enrollment", "enrollments")):
             benchmark.dump(sink, f"{sink} {size:,}", lms_count(devstack, model), (sink,))
+            if not arguments.no_redump:
+                benchmark.redump(sink, f"{sink} {size:,}", lms_count(devstack, model))
         if courses:
             count = lms_count(devstack, "courses")
             what = f"course_overviews {count:,}×{arguments.blocks_per_course}"
@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--courses", type=int, default=500, help="courses for the course_overviews dump")
     parser.add_argument("--blocks-per-course", type=int, default=59)
     parser.add_argument("--no-legacy", action="store_true", help="measure aspects-sink only")
+    parser.add_argument(
+        "--no-redump", action="store_true", help="skip aspects-sink's re-dumps over rows ClickHouse already holds"
+    )
     parser.add_argument("--repeat", type=int, help="runs per dump, fastest kept (default 3 to 100k rows, else 1)")
     arguments = parser.parse_args(argv)
 
