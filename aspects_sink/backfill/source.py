@@ -61,9 +61,10 @@ class Page:
         return self.examined - len(self.keys)
 
 
-# A value written for comparing, on both sides: "<length>:<text>", so that no two rows' texts run together, and
-# "-" for NULL, which no framed value can be. ClickHouse writes what it holds, Python what the sink would send.
-NULL_TEXT = "-"
+# The values of a row, written as text on both sides (ClickHouse writes what it holds, Python what the sink would
+# send), are joined by NUL and digested. A row whose values hold a NUL themselves, or a NULL (written as NUL), is
+# always sent: only rows with exactly one NUL between each two values can be told apart by their joined text.
+SEPARATOR = "\x00"
 # Objects named in one IN list when a page's rows cannot be found by a range: their values travel as query parameters.
 KEYS_PER_QUERY = 1000
 _COMPARISON_STAMP = Stamp(version=0, dumped_at=datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC))
@@ -82,8 +83,8 @@ def _microseconds(value: datetime.datetime) -> str:
     return str((value - col.DateTime64.empty) // datetime.timedelta(microseconds=1))
 
 
-def framed_sql(column: col.Column) -> str:
-    """SQL writing the value a table holds in ``column`` as the comparison's text (see ``framed_texts``)."""
+def text_sql(column: col.Column) -> str:
+    """SQL writing the value a table holds in ``column`` as the comparison's text (see ``texts``)."""
     base, name = _base_type(column.clickhouse_type), schema.quote(column.name)
     if base == "Bool":
         text = f"toString(toUInt8({name}))"
@@ -91,26 +92,18 @@ def framed_sql(column: col.Column) -> str:
         text = f"toString(toUnixTimestamp64Micro({name}))"
     else:
         text = f"toString({name})"
-    return f"ifNull(concat(toString(lengthUTF8({text})), ':', {text}), '{NULL_TEXT}')"
+    return f"ifNull({text}, char(0))" if column.clickhouse_type.startswith("Nullable(") else text
 
 
-def framed_texts(column: col.Column, values: Sequence[Any]) -> list[str]:
-    """The values a sink sends in ``column`` (converted) as the comparison's text, as ``framed_sql`` writes them."""
+def texts(column: col.Column, values: Sequence[Any]) -> Sequence[str]:
+    """The values a sink sends in ``column`` (converted) as the comparison's text, as ``text_sql`` writes them."""
     base = _base_type(column.clickhouse_type)
     if base == "Bool":
-        text: Callable[[Any], str] = lambda value: "1" if value else "0"  # noqa: E731
-    elif base.startswith("DateTime64"):
-        text = _microseconds
-    else:
-        text = str
-    framed = []
-    for value in values:
-        if value is None:
-            framed.append(NULL_TEXT)
-        else:
-            written = value if type(value) is str else text(value)
-            framed.append(f"{len(written)}:{written}")
-    return framed
+        return ["1" if value else "0" for value in values]
+    if base == "String" and set(map(type, values)) <= {str}:
+        return values
+    text = _microseconds if base.startswith("DateTime64") else str
+    return [SEPARATOR if value is None else text(value) for value in values]
 
 
 class ChangeTracking:
@@ -171,19 +164,26 @@ class ChangeTracking:
         except SerializationError:  # the runner finds and names the object at fault
             return [True] * count
         data = dict(zip(batch.column_names, batch.columns))
-        framed = [framed_texts(column, data[column.name]) for column in self.compared]
-        keys = list(zip(*(framed[position] for position in self.key_positions)))
+        written = [texts(column, data[column.name]) for column in self.compared]
+        keys = list(zip(*(written[position] for position in self.key_positions)))
         if held is None:
             held = self._held_in(data[self.filter_column.name])
-        digests = (hashlib.md5("".join(row).encode("utf-8", "replace")).hexdigest() for row in zip(*framed))
-        return [held.get(key) != digest for key, digest in zip(keys, digests)]
+        return [held.get(key) != digest for key, digest in zip(keys, map(self._digest, zip(*written)))]
+
+    def _digest(self, row: tuple[str, ...]) -> str | None:
+        """The MD5 digest of a row's joined texts; None (never equal to ClickHouse's) if the texts hold a NUL."""
+        joined = SEPARATOR.join(row)
+        if joined.count(SEPARATOR) != len(row) - 1:
+            return None
+        return hashlib.md5(joined.encode("utf-8", "surrogatepass")).hexdigest()
 
     def _query(self, condition: str) -> str:
         keys = [self.compared[position] for position in self.key_positions]
-        digest = f"lower(hex(MD5(concat({', '.join(framed_sql(column) for column in self.compared)}, ''))))"
+        joined = f"concatWithSeparator(char(0), {', '.join(text_sql(column) for column in self.compared)})"
+        digest = f"lower(hex(MD5({joined})))"
         table = schema.qualified(self.sink.table, self.transport.config.database)
         return (
-            f"SELECT {', '.join(framed_sql(column) for column in keys)}, "
+            f"SELECT {', '.join(text_sql(column) for column in keys)}, "
             f"argMax({digest}, {schema.quote(self.latest_by)}) FROM {table} WHERE {condition} "
             f"GROUP BY {', '.join(schema.quote(column.name) for column in keys)}"
         )
