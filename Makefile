@@ -25,7 +25,7 @@ dev-env: $(VENV_STAMP) ## create .venv (Python 3.12) with everything a developer
 demo: $(VENV_STAMP) ## run the main job on embedded defaults: local ClickHouse, embedded broker, real worker, SQLite LMS
 	$(VENV)/bin/python devstack/demo.py
 
-test: $(VENV_STAMP) ## run the whole tox matrix (py311-django42, py312-django42, py312-django52, quality)
+test: $(VENV_STAMP) ## run the whole tox matrix (py311-django42, py312-django42, py312-django52, switchover, quality)
 	# The environments run side by side: their tests mostly wait on processes, and each devstack has its
 	# own state directory, MariaDB database and Celery queue.
 	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 3 --parallel-live
