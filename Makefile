@@ -9,7 +9,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --allow-unsafe --strip-extras --resolver=backtracking --no-emit-index-url --no-emit-find-links
 
-.PHONY: help demo test quality format requirements upgrade clean dev-env
+.PHONY: help demo test quality format requirements upgrade clean dev-env system-packages
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,7 +25,10 @@ dev-env: $(VENV_STAMP) ## create .venv (Python 3.12) with everything a developer
 demo: $(VENV_STAMP) ## run the main job on embedded defaults: local ClickHouse, embedded broker, real worker, SQLite LMS
 	$(VENV)/bin/python devstack/demo.py
 
-test: $(VENV_STAMP) ## run the whole tox matrix (py311-django42, py312-django42, py312-django52, switchover, quality)
+system-packages: ## install the Debian packages the tests use (promtool, chromium, chromium-driver) if missing
+	./scripts/install-system-packages
+
+test: $(VENV_STAMP) system-packages ## run the whole tox matrix (py311-django42, py312-django42, py312-django52, switchover, quality)
 	# The environments run side by side: their tests mostly wait on processes, and each devstack has its
 	# own state directory, MariaDB database and Celery queue.
 	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 3 --parallel-live

@@ -37,6 +37,8 @@ class AspectsSinkConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     plugin_app = {
+        # /aspects_sink/metrics: Prometheus metrics for staff or a scraper with ASPECTS_SINK_METRICS_TOKEN.
+        "url_config": {_LMS: {"namespace": "aspects_sink", "regex": r"^aspects_sink/", "relative_path": "urls"}},
         "settings_config": {_LMS: _settings_for_project(), _CMS: _settings_for_project()},
         "signals_config": {
             _LMS: {

@@ -115,6 +115,15 @@ DEFAULTS: dict[str, Any] = {
     # .. setting_default: 8
     # .. setting_description: Tries ClickHouse rejects before an outbox entry is parked as a dead letter.
     "ASPECTS_SINK_MAX_ATTEMPTS": 8,
+    # .. setting_name: ASPECTS_SINK_QUEUE_ALARM_ENTRIES
+    # .. setting_default: 5000000
+    # .. setting_description: A queue's table (the outbox, the xAPI statement queue) holding about this many
+    #   entries or more raises an alarm: an ERROR log line at every drain, naming the queue and its size,
+    #   until it is below again. Nothing is dropped or refused at the bound: the LMS database keeps growing
+    #   (about 1 GB per 3 million statements) while the drain catches up at full speed. Set it below what
+    #   your database can hold for the longest ClickHouse outage you plan for (3 million statements a day
+    #   at 3 million events a day). 0 turns the alarm off.
+    "ASPECTS_SINK_QUEUE_ALARM_ENTRIES": 5_000_000,
     # .. setting_name: ASPECTS_SINK_RETRY_BASE_SECONDS
     # .. setting_default: 2
     # .. setting_description: First retry delay after a failed batch; it doubles with every try.
@@ -134,6 +143,12 @@ DEFAULTS: dict[str, Any] = {
     "ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS": 10,
     # ASPECTS_SINK_RETIREMENT_WAIT is a toggle: its annotation is in aspects_sink.toggles.
     "ASPECTS_SINK_RETIREMENT_WAIT": False,
+    # .. setting_name: ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS
+    # .. setting_default: 120
+    # .. setting_description: How long a drain waits for a retirement mutation to show done in
+    #   ``system.mutations``; a mutation still running then (or failing) is retried later, never
+    #   acknowledged as done.
+    "ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS": 120,
     # .. setting_name: ASPECTS_SINK_CLUSTER
     # .. setting_default: {"name": None, "shards": 1}
     # .. setting_description: A ClickHouse cluster's name turns on ON CLUSTER DDL and Replicated engines;
@@ -179,6 +194,27 @@ DEFAULTS: dict[str, Any] = {
     #   that writes into the raw xAPI table aspects-sink fills (Aspects' Ralph) would insert every statement a
     #   second time, firing Aspects' materialized views twice: list only LRSs that store statements elsewhere.
     "ASPECTS_SINK_XAPI_LRS_ROUTE_URLS": [],
+    # .. setting_name: ASPECTS_SINK_STATUS_THRESHOLDS
+    # .. setting_default: {"oldest_pending_warning_seconds": 300, "oldest_pending_critical_seconds": 1800,
+    #   "dead_letters_warning": 1, "dead_letters_critical": 1000, "sweep_warning_seconds": 600,
+    #   "mutation_pending_warning_seconds": 3600}
+    # .. setting_description: When ``aspects_sink_status`` (and the admin status page, and the metrics'
+    #   ``aspects_sink_status_level``) say warning (exit code 1) or critical (2): the age of a queue's oldest
+    #   pending entry, its number of dead letters, how long since the periodic sweep last ran (Celery beat), and
+    #   how long a retirement mutation may stay pending. Keys left out keep their default.
+    "ASPECTS_SINK_STATUS_THRESHOLDS": {
+        "oldest_pending_warning_seconds": 300,
+        "oldest_pending_critical_seconds": 1800,
+        "dead_letters_warning": 1,
+        "dead_letters_critical": 1000,
+        "sweep_warning_seconds": 600,
+        "mutation_pending_warning_seconds": 3600,
+    },
+    # .. setting_name: ASPECTS_SINK_METRICS_TOKEN
+    # .. setting_default: None
+    # .. setting_description: A secret that lets Prometheus read ``/aspects_sink/metrics`` with
+    #   ``Authorization: Bearer <token>``. Without it only logged-in staff can read the metrics.
+    "ASPECTS_SINK_METRICS_TOKEN": None,
 }
 
 # Platform settings the plugin reads, with edx-platform's own default; the plugin never sets them.

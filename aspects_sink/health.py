@@ -39,6 +39,17 @@ def record_failure(sink_name: str, error_class: str, message: str, *, pause: boo
         SinkHealth.objects.filter(sink=sink_name, paused_since=None).update(paused_since=now)
 
 
+def record_outbox_failure(sink_name: str, changes: int, message: str) -> None:
+    """``changes`` of the sink could not be recorded in its queue (the platform's transaction went on without)."""
+    _record(
+        sink_name,
+        failed_outbox_writes=F("failed_outbox_writes") + changes,
+        last_error_at=timezone.now(),
+        last_error_class=SinkHealth.CONFIGURATION,
+        last_error=f"outbox write failed: {message}"[:4000],
+    )
+
+
 def _record(sink_name: str, **changes) -> None:
     try:
         with transaction.atomic():
@@ -47,6 +58,15 @@ def _record(sink_name: str, **changes) -> None:
                 SinkHealth.objects.filter(sink=sink_name).update(**changes)
     except DatabaseError as error:
         log.error("aspects_sink: could not record the health of %s: %s", sink_name, error)
+
+
+def pause_of(sink_name: str) -> SinkHealth | None:
+    """The sink's health if a configuration error has paused it, else None (also when it cannot be read)."""
+    try:
+        return SinkHealth.objects.filter(sink=sink_name, paused_since__isnull=False).first()
+    except DatabaseError as error:
+        log.error("aspects_sink: could not read the health of %s: %s", sink_name, error)
+        return None
 
 
 def snapshot() -> dict[str, SinkHealth]:

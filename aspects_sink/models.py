@@ -7,6 +7,8 @@ ClickHouse has acknowledged the rows (docs/decisions/0001-transactional-outbox.r
 """
 
 import datetime
+from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -26,9 +28,14 @@ class LeasedEntry(models.Model):
     created = models.DateTimeField(default=timezone.now)
     # Not before this time: the lease of a worker that claimed the entry, or the next retry after a failure.
     available_at = models.DateTimeField(default=timezone.now)
-    # Set by the worker that holds the lease, so it can find the entries it claimed.
+    # Set by the worker that holds the lease: it finds its entries by it, and acknowledges, retries or parks
+    # only entries still holding it, so a worker whose lease ran out cannot touch a newer holder's entries.
     claim = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    # Tries that may have been the data's fault: counted when a batch is claimed (a worker killed mid-batch
+    # still counts), given back when ClickHouse was unavailable or misconfigured. Parked at the queue's maximum.
     attempts = models.PositiveIntegerField(default=0)
+    # Tries that found ClickHouse unavailable or misconfigured: they set the backoff and never park anything.
+    waits = models.PositiveIntegerField(default=0)
     state = models.CharField(max_length=8, choices=STATES, default=PENDING)
     last_error = models.TextField(blank=True, default="")
 
@@ -44,7 +51,9 @@ class OutboxEntry(LeasedEntry):
 
     class Meta:
         app_label = "aspects_sink"
-        indexes = [models.Index(fields=["state", "sink", "available_at"], name="aspects_sink_outbox_ready")]
+        # The claim order (docs/decisions/0001): ready entries are read from this index in order, O(batch) however
+        # large the backlog, with no sort of it.
+        indexes = [models.Index(fields=["state", "sink", "available_at", "id"], name="aspects_sink_outbox_claim")]
         verbose_name = "outbox entry"
         verbose_name_plural = "outbox entries"
 
@@ -175,7 +184,7 @@ class XapiStatement(LeasedEntry):
 
     class Meta:
         app_label = "aspects_sink"
-        indexes = [models.Index(fields=["state", "available_at"], name="aspects_sink_xapi_ready")]
+        indexes = [models.Index(fields=["state", "available_at", "id"], name="aspects_sink_xapi_claim")]
         verbose_name = "xAPI statement"
 
     def __str__(self) -> str:
@@ -203,6 +212,10 @@ class SinkHealth(models.Model):
     last_error_class = models.CharField(max_length=16, choices=ERROR_CLASSES, blank=True, default="")
     last_error = models.TextField(blank=True, default="", help_text="the error, without secrets")
     paused_since = models.DateTimeField(null=True, blank=True, help_text="set while a configuration error stops it")
+    failed_outbox_writes = models.PositiveBigIntegerField(
+        default=0,
+        help_text="changes whose outbox entry could not be recorded (sent with the next change or a backfill)",
+    )
 
     class Meta:
         app_label = "aspects_sink"
@@ -211,3 +224,91 @@ class SinkHealth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sink}: {'paused' if self.paused_since else 'flowing'}"
+
+
+class RetiredUser(models.Model):
+    """
+    A learner whose personal data must never be in ClickHouse again, whatever their username is now.
+
+    Written in the retirement's own transaction (``USER_RETIRE_LMS_MISC``, or the user's deletion), before
+    the platform renames the account: every path that writes personal data (drains, backfills, the xAPI
+    route, site sinks) leaves recorded users out, and a batch that read one before the record existed has
+    its rows removed again (docs/decisions/0008-retirement-that-converges.rst). ``scrubbed_at`` is when
+    the last retirement mutations covering the user finished in ClickHouse (``system.mutations``); it is
+    None while they are pending or failing, which operators' tools report. Rows are never deleted.
+    """
+
+    user_id = models.BigIntegerField(primary_key=True, help_text="the LMS user's id (the user may be deleted)")
+    retired_at = models.DateTimeField(default=timezone.now)
+    scrubbed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when ClickHouse last finished removing the user's data"
+    )
+
+    class Meta:
+        app_label = "aspects_sink"
+        verbose_name = "retired user"
+
+    def __str__(self) -> str:
+        return f"retired user {self.user_id}"
+
+
+_ID_CHUNK = 900  # stay under SQLite's bound on parameters per statement
+
+
+def retired_user_ids(user_ids: Iterable[Any]) -> set[int]:
+    """
+    Which of these user ids are recorded as retired: one query per 900 ids. The filter every path that
+    writes personal data applies to a batch (tracking-log history included), whatever the users' names.
+    """
+    ids = sorted({int(user_id) for user_id in user_ids if user_id not in (None, "")})
+    found: set[int] = set()
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        found.update(RetiredUser.objects.filter(user_id__in=chunk).values_list("user_id", flat=True))
+    return found
+
+
+class HistoryCheckpoint(models.Model):
+    """
+    How far ``aspects_sink_xapi_history`` got through one tracking log (a file, or an object in a bucket).
+
+    ``lines_done`` moves only after ClickHouse has acknowledged (or the statement queue has taken) the
+    statements of those lines, so ``--resume`` continues after it, in another process or pod, without
+    sending a statement twice. A log whose size changed since is read again from its start. ``last_error``
+    says why a log could not be finished (a corrupt gzip member); the run went on with the others.
+    """
+
+    log_hash = models.CharField(max_length=64, primary_key=True, help_text="sha256 of the source and the key")
+    source = models.CharField(max_length=255, help_text="s3://bucket, or file")
+    key = models.TextField(help_text="the object's key, or the file's path")
+    size = models.PositiveBigIntegerField()
+    lines_done = models.PositiveBigIntegerField(default=0)
+    statements = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0, help_text="events that could not be imported")
+    finished = models.BooleanField(default=False)
+    last_error = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "aspects_sink"
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.key}: {self.lines_done} lines{' (finished)' if self.finished else ''}"
+
+
+class DeadLetter(OutboxEntry):
+    """The outbox entries parked as dead letters, for their own admin page (replay, discard)."""
+
+    class Meta:
+        proxy = True
+        app_label = "aspects_sink"
+        verbose_name = "dead letter"
+
+
+class DeadXapiStatement(XapiStatement):
+    """The xAPI statements parked as dead letters, for their own admin page (replay, discard)."""
+
+    class Meta:
+        proxy = True
+        app_label = "aspects_sink"
+        verbose_name = "dead xAPI statement"

@@ -3,7 +3,14 @@ Outbox operations in the LMS database: record work, claim a batch, acknowledge, 
 
 A claim is a lease (like a queue's visibility timeout): claimed entries become invisible for
 ``LEASE`` and are deleted on success; if the worker dies, the lease runs out and the sweep sends
-them again. Nothing is ever removed before ClickHouse has acknowledged it.
+them again. Nothing is ever removed before ClickHouse has acknowledged it. Every change after the claim
+names the lease's token, so a worker whose lease ran out (a long pause, a clock ahead of the others)
+changes nothing another worker now holds (docs/decisions/0001).
+
+A claim counts a try (``attempts``) on its entries at once, so a batch that kills its worker (the OOM
+killer, SIGKILL) is counted too: entries that were tried before are claimed in smaller batches (halved per
+try), and an entry whose tries reach the queue's maximum without an outcome is parked. Outcomes that are
+not the data's fault (ClickHouse unavailable or misconfigured, the LMS database failing) give the try back.
 
 Each sink's work is a :class:`Queue`, laid out as the sink declares (:class:`~aspects_sink.sinks.base.QueueSpec`):
 platform objects share the ``OutboxEntry`` table, where an entry only names the object (it is read again
@@ -15,15 +22,16 @@ from __future__ import annotations
 
 import datetime
 import logging
+import random
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Min, QuerySet
 from django.utils import timezone
 
-from aspects_sink import scheduling
+from aspects_sink import health, scheduling
 from aspects_sink.conf import aspects_settings
 from aspects_sink.models import LeasedEntry, OutboxEntry
 from aspects_sink.sinks.base import QueueSpec
@@ -37,11 +45,16 @@ _CHUNK = 900  # stay under SQLite's bound on parameters per statement
 
 @dataclass(frozen=True)
 class Claimed:
-    """An outbox entry a worker holds the lease on; ``object_id`` is what its sink is handed to write."""
+    """
+    An outbox entry a worker holds the lease on; ``object_id`` is what its sink is handed to write,
+    ``attempts`` the tries counted so far (this one included), ``claim`` the lease's token.
+    """
 
     id: int
     object_id: str
     attempts: int
+    waits: int = 0
+    claim: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,55 +92,136 @@ class Queue:
         return int(getattr(aspects_settings, self.spec.max_attempts_setting))
 
     def add(self, entries: Sequence[LeasedEntry]) -> int:
-        """Record entries in the caller's transaction; wake a drain after commit (nothing if it rolls back)."""
+        """
+        Record entries in the caller's transaction; wake a drain after commit (nothing if it rolls back).
+
+        The write has a savepoint of its own: if it fails (the plugin's migrations not run, the table
+        locked), the platform's transaction goes on without it. The failure is logged at ERROR with the
+        objects and counted in the sink's health; those changes reach ClickHouse with the object's next
+        change or a backfill (docs/decisions/0001). Return the entries recorded.
+        """
         if not entries:
             return 0
-        if len(entries) == 1:
-            entries[0].save()  # the usual case for a statement; a third cheaper than bulk_create
-        else:
-            self.model._default_manager.bulk_create(entries)
-        transaction.on_commit(lambda: _wake(self.name))
+        try:
+            with transaction.atomic():
+                if len(entries) == 1:
+                    entries[0].save()  # the usual case for a statement; a third cheaper than bulk_create
+                else:
+                    self.model._default_manager.bulk_create(entries)
+        except DatabaseError as error:
+            keys = [str(getattr(entry, self.spec.key_field, "") or entry.pk) for entry in entries]
+            log.error(
+                "aspects_sink: could not record %d %s change(s) in the outbox (%s): %s; they are sent with the "
+                "next change of the object or a backfill",
+                len(entries),
+                self.name,
+                ", ".join(keys[:20]) if self.spec.shared else _describe_payloads(entries, self.spec),
+                error,
+            )
+            health.record_outbox_failure(self.name, len(entries), f"{type(error).__name__}: {error}")
+            return 0
+        transaction.on_commit(lambda: _wake(self.name), robust=True)
         return len(entries)
 
     def claim(self, limit: int) -> list[Claimed]:
         """
-        Take the lease on up to ``limit`` entries ready to send, oldest first.
+        Take the lease on up to ``limit`` entries ready to send, the longest due first, and count a try on them.
 
-        Claiming is one conditional UPDATE (tag the entries still ready with a fresh token and push
-        their ``available_at`` past the lease) followed by a read of that token. It needs no locking
-        read, so it behaves the same on MySQL and on SQLite, where a read that later writes inside one
-        transaction fails at once with "database is locked" when another process writes.
+        Entries tried before make the batch smaller: at most ``limit / 2^attempts`` entries for the most tried
+        one in it, so a batch that keeps failing (or killing its worker) is split until its culprit is alone.
+        An entry whose tries reached the queue's maximum without an outcome (its workers died) is parked.
+
+        Claiming is one conditional UPDATE (tag the entries still ready with a fresh token, push their
+        ``available_at`` past the lease and count the try) followed by a read of that token. It needs no
+        locking read, so it behaves the same on MySQL and on SQLite, where a read that later writes inside one
+        transaction fails at once with "database is locked" when another process writes. The candidates are
+        read in the order of the claim index (``state, [sink,] available_at, id``): O(batch) however long the
+        backlog.
         """
         now = timezone.now()
         ready = self.entries.filter(state=LeasedEntry.PENDING, available_at__lte=now)
-        candidates = list(ready.order_by("id").values_list("id", flat=True)[:limit])
+        found = list(ready.order_by("available_at", "id").values_list("id", "attempts")[:limit])
+        worn_out = [entry_id for entry_id, attempts in found if attempts >= self.max_attempts]
+        if worn_out:
+            self._park_worn_out(worn_out, now)
+        candidates, most_tried = [], 0
+        for entry_id, attempts in found:
+            if attempts >= self.max_attempts:
+                continue
+            most_tried = max(most_tried, attempts)
+            if len(candidates) >= max(limit >> most_tried, 1):
+                break
+            candidates.append(entry_id)
         if not candidates:
             return []
         token = uuid.uuid4().hex
         for chunk in _chunks(candidates):
-            ready.filter(id__in=chunk).update(claim=token, available_at=now + LEASE)
-        mine = self.model._default_manager.filter(claim=token).order_by("id")
-        return [Claimed(*row) for row in mine.values_list("id", self.spec.key_field, "attempts")]
+            ready.filter(id__in=chunk).update(claim=token, available_at=now + LEASE, attempts=F("attempts") + 1)
+        mine = self.model._default_manager.filter(claim=token, state=LeasedEntry.PENDING).order_by("id")
+        rows = mine.values_list("id", self.spec.key_field, "attempts", "waits")
+        return [Claimed(entry_id, str(key), attempts, waits, token) for entry_id, key, attempts, waits in rows]
+
+    def _park_worn_out(self, ids: list[int], now: datetime.datetime) -> None:
+        """Park entries whose every try ended without an outcome: the batch they were in killed its worker."""
+        error = RuntimeError(
+            f"no outcome after {self.max_attempts} tries: the worker sending it died each time (out of memory?)"
+        )
+        parked = 0
+        for chunk in _chunks(ids):
+            parked += self.entries.filter(
+                id__in=chunk, state=LeasedEntry.PENDING, attempts__gte=self.max_attempts, available_at__lte=now
+            ).update(state=LeasedEntry.DEAD, last_error=_describe(error), claim="")
+        if parked:
+            log.error("aspects_sink: parked %d %s entries as dead letters: %s", parked, self.name, error)
 
     def acknowledge(self, claimed: Sequence[Claimed]) -> None:
-        """ClickHouse has the rows: forget the entries."""
-        for chunk in _chunks([entry.id for entry in claimed]):
-            self.model._default_manager.filter(id__in=chunk).delete()
+        """ClickHouse has the rows: forget the entries (those this lease still holds)."""
+        for token, chunk in _held(claimed):
+            self.model._default_manager.filter(id__in=chunk, claim=token).delete()
 
     def retry_later(self, claimed: Sequence[Claimed], error: Exception) -> float:
-        """Count a failed try and hide the entries until their backoff has passed; return the delay."""
-        delay = backoff_seconds(max(entry.attempts for entry in claimed) + 1)
+        """The data failed this try (already counted): hide the entries until their backoff has passed."""
+        delay = backoff_seconds(max(entry.attempts for entry in claimed))
         self._update(
             claimed,
-            attempts=F("attempts") + 1,
             available_at=timezone.now() + datetime.timedelta(seconds=delay),
             last_error=_describe(error),
+            claim="",
         )
         return delay
 
+    def give_back(self, claimed: Sequence[Claimed], error: Exception, waits: int) -> float:
+        """
+        Not the data's fault (ClickHouse unavailable or misconfigured): return the try and wait, with jitter,
+        the backoff of the ``waits``-th wait in a row; return that delay. Nothing is ever parked for this.
+        """
+        delay = jittered(backoff_seconds(waits))
+        self._update(
+            claimed,
+            attempts=F("attempts") - 1,
+            waits=F("waits") + 1,
+            available_at=timezone.now() + datetime.timedelta(seconds=delay),
+            last_error=_describe(error),
+            claim="",
+        )
+        return delay
+
+    def release(self, claimed: Sequence[Claimed], delay: float = 0.0) -> None:
+        """Return the try and the lease without a verdict (the LMS database failed, or time ran out)."""
+        self._update(
+            claimed,
+            attempts=F("attempts") - 1,
+            available_at=timezone.now() + datetime.timedelta(seconds=delay),
+            claim="",
+        )
+
+    def postpone(self, claimed: Sequence[Claimed]) -> None:
+        """Leave the try counted and make the entries ready again: the next claims split them further."""
+        self._update(claimed, available_at=timezone.now(), claim="")
+
     def park(self, claimed: Sequence[Claimed], error: Exception) -> None:
         """Move entries to the dead letters, with the error that put them there, within the queue's bound."""
-        self._update(claimed, attempts=F("attempts") + 1, state=LeasedEntry.DEAD, last_error=_describe(error))
+        self._update(claimed, state=LeasedEntry.DEAD, last_error=_describe(error), claim="")
         if self.spec.max_dead_setting:
             self._evict_oldest_dead(int(getattr(aspects_settings, self.spec.max_dead_setting)))
 
@@ -139,29 +233,46 @@ class Queue:
         dead = self.entries.filter(state=LeasedEntry.DEAD)
         if ids is not None:
             dead = dead.filter(id__in=ids)
-        count = dead.update(state=LeasedEntry.PENDING, attempts=0, available_at=timezone.now())
+        count = dead.update(state=LeasedEntry.PENDING, attempts=0, waits=0, available_at=timezone.now())
         if count:
             transaction.on_commit(lambda: _wake(self.name))
         return count
+
+    def size_bound(self) -> int:
+        """
+        At least as many entries as the queue's table holds: the span of its ids, two reads of the primary key
+        whatever the backlog (a ``COUNT`` of millions of rows would scan them). Entries of other sinks sharing
+        the table and dead letters are included, so it errs high.
+        """
+        manager = self.model._default_manager
+        first = manager.order_by("id").values_list("id", flat=True).first()
+        last = manager.order_by("-id").values_list("id", flat=True).first()
+        return 0 if first is None else last - first + 1
 
     def summary(self) -> QueueSummary:
         """How many entries are pending, how many are dead, and when the next is due."""
         return _summary(self.entries.values("state").annotate(count=Count("id"), due=Min("available_at")))
 
     def _update(self, claimed: Sequence[Claimed], **changes) -> None:
-        for chunk in _chunks([entry.id for entry in claimed]):
-            self.model._default_manager.filter(id__in=chunk).update(**changes)
+        """Change the entries this lease still holds; those another worker claimed since are left alone."""
+        for token, chunk in _held(claimed):
+            self.model._default_manager.filter(id__in=chunk, claim=token).update(**changes)
 
     def _evict_oldest_dead(self, bound: int) -> None:
         excess = self.dead_letters().count() - bound
         if excess <= 0:
             return
-        fields = ("id", self.spec.key_field, "last_error", *filter(None, [self.spec.payload_field]))
-        evicted = list(self.dead_letters().values(*fields)[:excess])
-        for chunk in _chunks([row["id"] for row in evicted]):
+        evicted = list(self.dead_letters().values_list("id", self.spec.key_field, "last_error")[:excess])
+        for chunk in _chunks([entry_id for entry_id, _, _ in evicted]):
             self.model._default_manager.filter(id__in=chunk).delete()
-        for row in evicted:
-            log.error("aspects_sink: %s holds more than %d dead letters; evicted the oldest: %s", self.name, bound, row)
+        field_name = self.spec.payload_field
+        payload = f" (its {field_name} not logged: it may hold personal data)" if field_name else ""
+        for entry_id, key, error in evicted:
+            # Ids and the error's class only: a payload, or a rejection quoting it, may hold personal data.
+            log.error(
+                "aspects_sink: %s holds more than %d dead letters; evicted the oldest: id %s, %s %s, error %s%s",
+                self.name, bound, entry_id, self.spec.key_field, key, error.split(":", 1)[0], payload,
+            )  # fmt: skip
 
 
 def queue(sink_name: str) -> Queue:
@@ -201,7 +312,14 @@ def enqueue(sink_name: str, object_ids: Iterable) -> int:
 
 
 def _wake(sink_name: str) -> None:
-    scheduling.schedule_drain(sink_name)
+    """
+    Wake the sink's drain after commit. Runs in the platform's request: it never raises (a lost wake-up is
+    picked up by the sweep), whatever the cache or the broker do.
+    """
+    try:
+        scheduling.schedule_drain(sink_name)
+    except Exception as error:  # nothing may reach the platform's request
+        log.warning("aspects_sink: could not wake the %s drain (the sweep will): %s", sink_name, error)
 
 
 def replay_dead_letters(ids: Sequence[int] | None = None, sink_name: str | None = None) -> int:
@@ -215,6 +333,11 @@ def replay_dead_letters(ids: Sequence[int] | None = None, sink_name: str | None 
     if ids is not None and not sink_name:
         selected = [each for each in selected if each.model is OutboxEntry]
     return sum(each.replay(ids) for each in selected)
+
+
+def jittered(delay: float) -> float:
+    """A delay between half and all of ``delay``, so workers waiting on one outage do not return in step."""
+    return delay * random.uniform(0.5, 1.0)  # spreading retries, not security
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -246,6 +369,22 @@ def _summary(rows: Iterable[dict]) -> QueueSummary:
         dead=counts.get(LeasedEntry.DEAD, {}).get("count", 0),
         next_due=pending.get("due"),
     )
+
+
+def _held(claimed: Sequence[Claimed]) -> Iterable[tuple[str, list[int]]]:
+    """Ids of the claimed entries by lease token, in chunks."""
+    by_token: dict[str, list[int]] = {}
+    for entry in claimed:
+        by_token.setdefault(entry.claim, []).append(entry.id)
+    for token, ids in by_token.items():
+        for chunk in _chunks(ids):
+            yield token, chunk
+
+
+def _describe_payloads(entries: Sequence[LeasedEntry], spec: QueueSpec) -> str:
+    """What the entries carry, for the log line of entries that could not be recorded (their only trace)."""
+    field_name = spec.payload_field or spec.key_field
+    return "; ".join(str(getattr(entry, field_name, ""))[:2000] for entry in entries[:5])
 
 
 def _chunks(ids: list[int]) -> Iterable[list[int]]:

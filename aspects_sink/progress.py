@@ -15,9 +15,14 @@ from typing import Protocol, TextIO
 
 
 class ProgressReporter(Protocol):
-    """What a job calls as it works; ``done`` counts work finished before this run (a resumed job)."""
+    """
+    What a job calls as it works; ``done`` counts work finished before this run (a resumed job). ``unit``
+    names what is counted; ``detail``, when given, adds a few words to every progress line (a second count).
+    """
 
-    def start(self, label: str, total: int, done: int = 0) -> None: ...
+    def start(
+        self, label: str, total: int, done: int = 0, *, unit: str = "rows", detail: Callable[[], str] | None = None
+    ) -> None: ...
 
     def advance(self, count: int) -> None: ...
 
@@ -34,9 +39,14 @@ class _Meter:
         self.done = 0
         self._done_at_start = 0
         self._started = 0.0
+        self.unit = "rows"
+        self.detail: Callable[[], str] | None = None
 
-    def start(self, label: str, total: int, done: int = 0) -> None:
+    def start(
+        self, label: str, total: int, done: int = 0, *, unit: str = "rows", detail: Callable[[], str] | None = None
+    ) -> None:
         self.label, self.total, self.done, self._done_at_start = label, total, done, done
+        self.unit, self.detail = unit, detail
         self._started = self.clock()
 
     @property
@@ -52,6 +62,10 @@ class _Meter:
     def fraction(self) -> float:
         return min(self.done / self.total, 1.0) if self.total else 1.0
 
+    def amount(self, count: int) -> str:
+        """``1,000`` rows (the unit a dump's lines leave unsaid), ``1,000 bytes`` of anything else."""
+        return f"{count:,}" if self.unit == "rows" else f"{count:,} {self.unit}"
+
     def eta(self) -> str:
         rate = self.rate
         if not rate:
@@ -59,7 +73,9 @@ class _Meter:
         return format_duration(max(self.total - self.done, 0) / rate)
 
     def describe(self, *, eta: bool = True) -> str:
-        text = f"{self.done:,}/{self.total:,} ({self.fraction:.0%}), {self.rate:,.0f} rows/s, "
+        text = f"{self.done:,}/{self.amount(self.total)} ({self.fraction:.0%}), {self.rate:,.0f} {self.unit}/s, "
+        if self.detail:
+            text += f"{self.detail()}, "
         text += f"{format_duration(self.elapsed)} elapsed"
         return f"{text}, ETA {self.eta()}" if eta else text
 
@@ -75,8 +91,10 @@ class TerminalProgress(_Meter):
         self.stream = stream
         self._drawn_at = float("-inf")
 
-    def start(self, label: str, total: int, done: int = 0) -> None:
-        super().start(label, total, done)
+    def start(
+        self, label: str, total: int, done: int = 0, *, unit: str = "rows", detail: Callable[[], str] | None = None
+    ) -> None:
+        super().start(label, total, done, unit=unit, detail=detail)
         self._draw()
 
     def advance(self, count: int) -> None:
@@ -107,11 +125,13 @@ class LogProgress(_Meter):
         self._logged_at = 0.0
         self._next_tenth = 1
 
-    def start(self, label: str, total: int, done: int = 0) -> None:
-        super().start(label, total, done)
+    def start(
+        self, label: str, total: int, done: int = 0, *, unit: str = "rows", detail: Callable[[], str] | None = None
+    ) -> None:
+        super().start(label, total, done, unit=unit, detail=detail)
         self._logged_at = self.clock()
         self._next_tenth = int(self.fraction * 10) + 1
-        self._write(f"{label}: {total:,} to go" + (f", {done:,} done before" if done else ""))
+        self._write(f"{label}: {self.amount(total)} to go" + (f", {done:,} done before" if done else ""))
 
     def advance(self, count: int) -> None:
         self.done += count
@@ -132,7 +152,9 @@ class LogProgress(_Meter):
 class SilentProgress:
     """``--no-progress``."""
 
-    def start(self, label: str, total: int, done: int = 0) -> None:
+    def start(
+        self, label: str, total: int, done: int = 0, *, unit: str = "rows", detail: Callable[[], str] | None = None
+    ) -> None:
         pass
 
     def advance(self, count: int) -> None:

@@ -3,9 +3,10 @@ Signal receivers: thin adapters from platform signals to the outbox.
 
 Each one records which objects changed, inside the platform's transaction, and returns. Reading
 the objects happens later, in a worker, after commit (docs/decisions/0001-transactional-outbox.rst).
-The platform signals are connected by ``plugin_app`` per service. ``post_save`` receivers are
-connected in ``ready()`` from the sinks' declarations (``saved_models``, and User fields shown in
-rows), because their senders come from ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG``.
+The platform signals are connected by ``plugin_app`` per service. ``post_save`` and ``post_delete``
+receivers are connected in ``ready()`` from the sinks' declarations (``saved_models``, ``deleted_models``,
+User fields shown in rows, personal rows), because their senders come from
+``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import defaultdict
 
 from django.db.models.signals import post_delete, post_save
 
-from aspects_sink import edx_platform, outbox
+from aspects_sink import edx_platform, outbox, retirement
 from aspects_sink.sinks.registry import all_sinks, get_sink
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,17 @@ def on_enrollment_event(sender, enrollment=None, **kwargs):
 
 
 def on_user_retired(sender, user=None, **kwargs):
-    """LMS: USER_RETIRE_LMS_MISC; the user's personal data leaves every ClickHouse table."""
+    """
+    LMS: USER_RETIRE_LMS_MISC, while the account still has its real username. The user is recorded as
+    retired in the retirement's own transaction, and their personal data leaves every ClickHouse table.
+    """
     if user is not None:
-        record_change("user_retirement", user.id)
+        retirement.record([user.id])
+
+
+def on_user_deleted(sender, instance, **kwargs):
+    """``post_delete`` of a User: a deleted learner is retired; none of their rows stays."""
+    retirement.record([instance.pk])
 
 
 class SavedModelReceiver:
@@ -79,19 +88,30 @@ def saved_model_sinks() -> dict[str, list]:
 
 
 def deleted_model_sinks() -> dict[str, list]:
-    """Model name → the sinks its deletes re-send (declared ``deleted_models``)."""
+    """
+    Model name → the sinks its deletes re-send: declared ``deleted_models``, and the model of every personal
+    sink looked up by user (a deleted profile re-sends its user, whose rows then go).
+    """
     by_model = defaultdict(list)
     for sink in all_sinks().values():
         for model_name in sink.deleted_models:
             by_model[model_name].append(sink)
+        if sink.deletes_retired_rows and getattr(sink, "user_source", None) == sink.lookup:
+            by_model[sink.model].append(sink)
     return by_model
 
 
 def connect_model_receivers() -> None:
     """
-    Connect ``post_save`` and ``post_delete`` of the configured models; a model missing on this platform is
-    skipped.
+    Connect ``post_save`` and ``post_delete`` of the configured models, and a deleted User's retirement; a
+    model missing on this platform is skipped.
     """
+    try:
+        post_delete.connect(
+            on_user_deleted, sender=edx_platform.get_model(USER_MODEL), weak=False, dispatch_uid="aspects_sink.deleted"
+        )
+    except edx_platform.PlatformModelMissing as error:
+        log.info("aspects_sink: not listening to user deletions: %s", error)
     for signal, by_model in ((post_save, saved_model_sinks()), (post_delete, deleted_model_sinks())):
         kind = "saves" if signal is post_save else "deletes"
         for model_name, sinks in by_model.items():

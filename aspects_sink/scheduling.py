@@ -12,6 +12,11 @@ waits on the broker. If the broker is down, publishing pauses for ``BROKER_COOLD
 failure; the entries are safe in the outbox, and the periodic sweep (Celery beat, or
 ``aspects_sink_sweep`` from cron) wakes the drains once the broker is back.
 
+Nothing here fails or slows a platform request beyond a bounded cost: if the cache itself fails (Redis
+down), the wake-up is logged and left to the sweep, and this process leaves the cache alone for
+``CACHE_COOLDOWN`` seconds, so at most one request in that time pays for a failing connection. Workers
+drain without the cache's debouncing meanwhile.
+
 Tasks are sent by name, so this module, below the Celery tasks, never imports them
 (:mod:`aspects_sink.tasks` runs what is sent).
 """
@@ -35,6 +40,7 @@ from aspects_sink.task_names import DRAIN_TASK
 log = logging.getLogger(__name__)
 
 BROKER_COOLDOWN = 10.0
+CACHE_COOLDOWN = 10.0
 LOST_AFTER = 30.0
 _BROKER_DOWN_KEY = "aspects_sink:broker-down"
 
@@ -75,11 +81,29 @@ def publish_drain(sink_name: str, countdown: float, token: str | None = None) ->
     try:
         send_task(DRAIN_TASK, (sink_name, token), countdown)
     except Exception as error:
-        cache.set(_BROKER_DOWN_KEY, 1, timeout=BROKER_COOLDOWN)
-        cache.delete(_scheduled_key(sink_name))
         log.warning("aspects_sink: could not wake the %s drain (the sweep will): %s", sink_name, error)
+        try:
+            cache.set(_BROKER_DOWN_KEY, 1, timeout=BROKER_COOLDOWN)
+            cache.delete(_scheduled_key(sink_name))
+        except Exception as cache_error:  # the cache may be down too
+            _cache_failed(cache_error)
         return False
     return True
+
+
+# Per process: until when (time.monotonic()) the cache is left alone after it failed.
+_cache_down_until = [0.0]
+
+
+def _cache_failed(error: Exception) -> None:
+    """The cache failed: log it, and leave it alone for ``CACHE_COOLDOWN`` seconds in this process."""
+    _cache_down_until[0] = time.monotonic() + CACHE_COOLDOWN
+    log.warning("aspects_sink: the cache failed (%s); wake-ups are left to the sweep for %.0fs", error, CACHE_COOLDOWN)
+
+
+def cache_resting() -> bool:
+    """Whether this process is leaving the cache alone after a failure."""
+    return time.monotonic() < _cache_down_until[0]
 
 
 class _WakeUpPublisher:
@@ -111,9 +135,12 @@ class _WakeUpPublisher:
 
     @staticmethod
     def _publish(sink_name: str, countdown: float, token: str) -> None:
-        if cache.get(_BROKER_DOWN_KEY):
-            cache.delete(_scheduled_key(sink_name))
-            return
+        try:
+            if cache.get(_BROKER_DOWN_KEY):
+                cache.delete(_scheduled_key(sink_name))
+                return
+        except Exception as error:  # the thread must outlive a failing cache
+            _cache_failed(error)
         publish_drain(sink_name, countdown, token)
 
     def flush(self) -> None:
@@ -153,17 +180,24 @@ CLOCK_MARGIN = 0.25
 
 
 def schedule_drain(sink_name: str) -> None:
-    """Ask a worker to drain ``sink_name`` soon, without waiting; a drain already scheduled makes this a no-op."""
-    if time.time() < _scheduled_until.get(sink_name, 0.0):
+    """
+    Ask a worker to drain ``sink_name`` soon, without waiting; a drain already scheduled makes this a no-op.
+    Called after the platform's commit, in its request: it never raises (a failing cache is left to the sweep).
+    """
+    if time.time() < _scheduled_until.get(sink_name, 0.0) or cache_resting():
         return
-    if cache.get(_BROKER_DOWN_KEY):
+    try:
+        if cache.get(_BROKER_DOWN_KEY):
+            return
+        delay = next_drain_delay(sink_name)
+        token = claim_schedule(sink_name, delay)
+        if token:
+            _publisher.submit(sink_name, delay, token)
+        else:
+            token = cache.get(_scheduled_key(sink_name))
+    except Exception as error:  # nothing may reach the platform's request
+        _cache_failed(error)
         return
-    delay = next_drain_delay(sink_name)
-    token = claim_schedule(sink_name, delay)
-    if token:
-        _publisher.submit(sink_name, delay, token)
-    else:
-        token = cache.get(_scheduled_key(sink_name))
     _scheduled_until[sink_name] = _due(token) - CLOCK_MARGIN
 
 
@@ -176,18 +210,27 @@ def begin_drain(sink_name: str, token: str | None) -> bool:
     interval, so duplicates die out instead of multiplying.
     """
     key = _scheduled_key(sink_name)
-    if token is not None and cache.get(key) == token:
-        cache.delete(key)
-    elif _seconds_since_last_drain(sink_name) < drain_interval(sink_name):
-        return False
-    cache.set(_last_drain_key(sink_name), time.time(), timeout=3600)
+    try:
+        if token is not None and cache.get(key) == token:
+            cache.delete(key)
+        elif _seconds_since_last_drain(sink_name) < drain_interval(sink_name):
+            return False
+        cache.set(_last_drain_key(sink_name), time.time(), timeout=3600)
+    except Exception as error:  # without the cache, drain: the outbox's leases keep it safe
+        log.warning("aspects_sink: the cache failed (%s); draining %s without it", error, sink_name)
     return True
 
 
 def schedule_follow_up(sink_name: str, wait: float) -> None:
     """A drain left work behind, due in ``wait`` seconds: schedule the next drain, unless one already is."""
-    delay = max(wait, next_drain_delay(sink_name))
-    token = claim_schedule(sink_name, delay)
+    try:
+        delay = max(wait, next_drain_delay(sink_name))
+        token = claim_schedule(sink_name, delay)
+    except Exception as error:  # without the cache, the follow-up is sent undebounced
+        log.warning("aspects_sink: the cache failed (%s); scheduling the next %s drain without it", error, sink_name)
+        delay, token = max(wait, float(aspects_settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)), None
+        publish_drain(sink_name, delay, token)
+        return
     if token:
         publish_drain(sink_name, delay, token)
 
@@ -198,6 +241,10 @@ def wake_from_sweep(sink_name: str, overdue: bool) -> bool:
     a broker restart drops queued tasks), whatever the cache says; else only if no drain is scheduled.
     Return whether a drain was sent.
     """
-    delay = next_drain_delay(sink_name)
-    token = None if overdue else claim_schedule(sink_name, delay)
+    try:
+        delay = next_drain_delay(sink_name)
+        token = None if overdue else claim_schedule(sink_name, delay)
+    except Exception as error:  # without the cache, the sweep wakes every sink it finds waiting
+        log.warning("aspects_sink: the cache failed (%s); the sweep wakes %s without it", error, sink_name)
+        return publish_drain(sink_name, 0)
     return bool(overdue or token) and publish_drain(sink_name, 0 if overdue else delay, token)

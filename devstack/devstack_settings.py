@@ -44,6 +44,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PLATFORM_APPS = (
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    # What the Django admin needs; edx-platform installs them all and serves the admin (ENABLE_DJANGO_ADMIN_SITE).
+    "django.contrib.messages",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "django.contrib.admin",
     "waffle",
     "config_models",  # django-config-models: ConfigurationModel rows, its populate_model command (Tutor uses it)
     "celery_utils",
@@ -234,7 +239,30 @@ def shared_settings(service: str) -> dict[str, Any]:
         "USE_TZ": True,
         # edx-platform keeps 32-bit primary keys; the plugin's own models choose theirs.
         "DEFAULT_AUTO_FIELD": "django.db.models.AutoField",
-        "MIDDLEWARE": [],
+        # The part of edx-platform's middleware the admin relies on: sessions, CSRF, the logged-in user, messages.
+        "MIDDLEWARE": [
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+        ],
+        "TEMPLATES": [
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        "STATIC_URL": "/static/",
+        # edx-platform's default: the LMS serves the Django admin at /admin/.
+        "FEATURES": {"ENABLE_DJANGO_ADMIN_SITE": True},
         "LMS_ROOT_URL": "http://localhost:18000",
         "CMS_ROOT_URL": "http://localhost:18010",
         # event-routing-backends adds its ``event_transformer`` backend to whatever is configured here.

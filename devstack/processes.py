@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -38,6 +39,20 @@ TUTOR_GRANTS = {"event_sink": ["INSERT", "SELECT", "DELETE"], "xapi": ["INSERT",
 
 
 RESULT_MARKER = "@@RESULT@@"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def shell_code(code: str) -> str:
@@ -115,6 +130,7 @@ class Devstack:
         self.mysql_database = mysql_database
         self.extra_pythonpath = tuple(str(path) for path in extra_pythonpath)
         self.workers: list[subprocess.Popen] = []
+        self.web_servers: list[subprocess.Popen] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -130,6 +146,8 @@ class Devstack:
         """Stop every worker and ClickHouse; the state directory stays for inspection."""
         for worker in list(self.workers):
             self.stop_worker(worker)
+        for server in list(self.web_servers):
+            self.stop_worker(server)
         self.clickhouse.stop()
 
     def __enter__(self) -> Devstack:
@@ -257,7 +275,7 @@ class Devstack:
         raise RuntimeError(f"worker not ready after {timeout}s:\n{log_path.read_text()[-4000:]}")
 
     def stop_worker(self, worker: subprocess.Popen, timeout: float = 20) -> None:
-        """Stop a worker gracefully (it finishes its current task), killing it if it does not stop."""
+        """Stop a worker (it finishes its current task) or a web server gracefully, killing it if it does not stop."""
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:
@@ -265,8 +283,34 @@ class Devstack:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
-        if worker in self.workers:
-            self.workers.remove(worker)
+        for running in (self.workers, self.web_servers):
+            if worker in running:
+                running.remove(worker)
+
+    # -- web -----------------------------------------------------------------------------------------
+
+    def start_web(self, service: str = "lms") -> str:
+        """
+        Serve the service over HTTP on a free loopback port (Django's server; static files too, as the admin needs
+        them) and return its base URL. Production runs gunicorn; what a page shows does not depend on it.
+        """
+        port = _free_port()
+        log_path = self.state_dir / f"web-{service}-{port}.log"
+        command = [
+            sys.executable, str(DEVSTACK_DIR / "manage.py"), service,
+            "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}",
+        ]  # fmt: skip
+        log = open(log_path, "ab")  # noqa: SIM115 - the server writes to it until stopped
+        server = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        server.log_path = log_path  # type: ignore[attr-defined]
+        self.web_servers.append(server)
+        deadline = time.monotonic() + 60
+        while not _answers(port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                self.stop_worker(server)
+                raise RuntimeError(f"{service} web server did not start:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+        return f"http://127.0.0.1:{port}"
 
     # -- ClickHouse ------------------------------------------------------------------------------
 

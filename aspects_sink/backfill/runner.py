@@ -6,9 +6,13 @@ Every batch gets its own row version from the LMS database's sequence, taken jus
 read (docs/decisions/0002-row-versions.rst), so rows a backfill sends never win over newer rows the live
 path sent meanwhile, and re-sending an object collapses into one row.
 
-When ClickHouse rejects a batch, or an object cannot be serialized, the batch is split in halves until
-the objects at fault are alone; they are counted as failed and named in the log while the others go
-through. When ClickHouse is unavailable the run stops: its checkpoint says where to resume.
+A failed batch goes through the one failure-isolation routine of every path (:mod:`aspects_sink.isolation`):
+when ClickHouse rejects rows, or an object cannot be read or serialized (a modulestore error, a
+``RecursionError`` in a deep tree: any error that is not ClickHouse's or the LMS database's), the batch is
+split until the objects at fault are alone; they are counted as failed and named in the log and the summary
+while the others go through, and the checkpoint moves past them, so ``--resume`` does not stop on them again.
+When ClickHouse is unavailable or misconfigured, or the LMS database fails, the run stops: its checkpoint
+says where to resume.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aspects_sink import apm, retirement
 from aspects_sink.backfill.checkpoints import RangeCheckpoint
 from aspects_sink.backfill.source import BackfillSource
+from aspects_sink.isolation import Limits, isolate
 from aspects_sink.models import VersionTick
-from aspects_sink.sinks.base import SerializationError, Stamp
-from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport
+from aspects_sink.sinks.base import Stamp
+from aspects_sink.transport import ClickHouseTransport
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +43,12 @@ class Tally:
     rows: int = 0
     skipped: int = 0
     failed: int = 0
+    inserts: int = 0
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.rows += other.rows
+        self.inserts += other.inserts
         self.skipped += other.skipped
         self.failed += other.failed
         self.errors.extend(other.errors[: MAX_ERRORS_KEPT - len(self.errors)])
@@ -74,7 +82,7 @@ def dump_range(
         page = next(pages, None)
         if page is None:
             break
-        batch = Tally(skipped=page.skipped)
+        batch, started = Tally(skipped=page.skipped), time.monotonic()
         if page.keys:
             span = (page.start, page.last) if page.whole_range else None
             _send(source, transport, page.keys, stamp, span=span, rows=page.rows, tally=batch)
@@ -86,6 +94,10 @@ def dump_range(
             error=batch.errors[0] if batch.errors else "",
         )
         tally.add(batch)
+        apm.record_batch(
+            "backfill", source.name, rows=batch.rows, inserts=batch.inserts, seconds=time.monotonic() - started,
+            outcome="failed" if batch.failed else "ok",
+        )  # fmt: skip
         if on_batch:
             on_batch(page.examined)
     checkpoint.finish()
@@ -102,21 +114,29 @@ def _send(
     tally: Tally,
     rows: dict[str, Sequence] | None = None,
 ) -> None:
-    """Insert the rows of ``keys``; on a rejection, split until the objects at fault are isolated."""
-    try:
-        batches = source.writes(keys, stamp, span, rows)
+    """
+    Insert the rows of ``keys``; isolate the objects at fault and count them as failed. Raise what is not the
+    data's fault (ClickHouse unavailable or misconfigured, the LMS database failing): the run stops there.
+    """
+    own_rows = 0
+
+    def send(group: Sequence[Any]) -> int:
+        nonlocal own_rows
+        whole = len(group) == len(keys)  # the page itself: read by range, or from the rows already read
+        batches = source.writes(group, stamp, span if whole else None, rows if whole else None)
         for batch in batches:
-            transport.insert(batch)
-    except (ClickHouseRejected, SerializationError) as error:
-        if len(keys) == 1:
-            message = f"{source.name} {keys[0]}: {error}"
-            log.warning("aspects_sink backfill: %s", message)
-            tally.failed += 1
-            if len(tally.errors) < MAX_ERRORS_KEPT:
-                tally.errors.append(message)
-            return
-        middle = len(keys) // 2
-        _send(source, transport, keys[:middle], stamp, span=None, tally=tally)
-        _send(source, transport, keys[middle:], stamp, span=None, tally=tally)
-        return
-    tally.rows += source.own_rows(batches)
+            tally.inserts += 1 if transport.insert(batch) else 0
+        retirement.after_write(source.sink, group, batches)
+        own_rows += source.own_rows(batches)
+        return len(batches)
+
+    result = isolate(list(keys), send, limits=Limits.complete(len(keys)))
+    tally.rows += own_rows
+    if result.stopped_by is not None:
+        raise result.stopped_by
+    for group, error in result.rejected:
+        message = f"{source.name} {group[0]}: {type(error).__name__}: {error}"
+        log.warning("aspects_sink backfill: %s", message)
+        tally.failed += len(group)
+        if len(tally.errors) < MAX_ERRORS_KEPT:
+            tally.errors.append(message)

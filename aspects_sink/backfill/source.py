@@ -23,10 +23,6 @@ from aspects_sink.sinks import schema
 from aspects_sink.sinks.base import ModelSink, SerializationError, Sink, Stamp
 from aspects_sink.transport import ClickHouseTransport, ColumnBatch
 
-# A sink that writes several tables fans each object out into many rows (a course into its blocks, often
-# thousands), so it is read this many objects at a time whatever --batch_size says, to keep memory flat.
-FAN_OUT_BATCH_SIZE = 10
-
 
 class BackfillError(Exception):
     """The backfill cannot start as asked (a bad id, an object that cannot be dumped); the message says why."""
@@ -239,7 +235,7 @@ class BackfillSource:
         self.ids = self.parse_keys(ids)
         self.ids_to_skip = self.parse_keys(ids_to_skip)
         self.change_tracking = ChangeTracking(sink, self.pk) if only_changed else None
-        self.batch_limit = FAN_OUT_BATCH_SIZE if len(sink.tables()) > 1 else None
+        self.batch_limit = sink.objects_per_batch  # whatever --batch_size says, to keep memory flat
         # A sink serialized from its rows alone, whose columns include the primary key, reads a page's keys
         # and rows with one query; for the others the keys come first, then their rows or writes.
         self.key_source = self._pk_source() if not self.keyed_by_pk and self.change_tracking is None else None

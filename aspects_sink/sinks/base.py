@@ -17,13 +17,36 @@ from typing import Any, ClassVar
 
 from aspects_sink import edx_platform, toggles
 from aspects_sink.conf import aspects_settings
-from aspects_sink.models import LeasedEntry, OutboxEntry
+from aspects_sink.models import LeasedEntry, OutboxEntry, RetiredUser, retired_user_ids
 from aspects_sink.sinks import columns as col
+from aspects_sink.sinks import schema
 from aspects_sink.transport import ColumnBatch
 
 log = logging.getLogger(__name__)
 
 _DUMP_NAMESPACE = uuid.UUID("6f0b6c1e-3b1a-4b9e-9a53-7f0c1d0a5e11")
+
+# Fields of the platform's models that are personal data, by model key (Aspects' view: names, usernames,
+# emails, contact details and free text about the learner). A column reading one of them is personal
+# whatever sink declares it, marked ``pii`` or not: blanked with ASPECTS_ENABLE_PII off, scrubbed on retirement.
+PERSONAL_FIELDS: dict[str, frozenset[str]] = {
+    "auth_user": frozenset({"username", "email", "first_name", "last_name"}),
+    "user_profile": frozenset({"name", "meta", "location", "mailing_address", "city", "goals", "bio", "phone_number"}),
+}
+# How a model reaches those models through a relation (``user__email``, ``profile__city``, ``user__profile__bio``).
+_RELATIONS = {"user": "auth_user", "profile": "user_profile"}
+
+
+def is_personal_source(model: str, source: str) -> bool:
+    """Whether the ORM path ``source`` of ``model`` reads a personal field."""
+    *path, field_name = source.split("__")
+    related = _RELATIONS.get(path[-1]) if path else model
+    return field_name in PERSONAL_FIELDS.get(related or "", ())
+
+
+# A sink that writes several tables fans each object out into many rows (a course into its blocks, often
+# thousands), so it is sent this many objects at a time, live and in backfills, to keep memory bounded.
+FAN_OUT_BATCH_SIZE = 10
 
 
 class SerializationError(ValueError):
@@ -80,6 +103,9 @@ class Statement:
     sql: str
     parameters: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    # ``database.table`` (unquoted) that the statement mutates: the drain follows the mutation to its end in
+    # ``system.mutations`` there, and never acknowledges it before (aspects_sink.mutations).
+    mutates: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +116,8 @@ class TableSpec:
     ``database`` None means the sinks' database (``EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG["database"]``).
     Sinks' tables carry the bookkeeping columns and collapse on ``version`` (docs/decisions/0002); a table
     of rows that never change (the raw xAPI table) has neither, and the last insert of a key wins.
-    ``user_id_column`` is what retirement matches a user on.
+    ``user_id_column`` is what retirement matches a user on; ``personal`` names columns that hold personal
+    data besides those whose column type says so (a site sink's column reading ``UserProfile.city``).
     """
 
     name: str
@@ -101,6 +128,9 @@ class TableSpec:
     partition_by: str | None = None
     version_column: str | None = "version"
     bookkeeping: tuple[col.Column, ...] = BOOKKEEPING_COLUMNS
+    personal: frozenset[str] = frozenset()
+    # Columns a table an existing Aspects install created may lack (docs/decisions/0002: how rows still order).
+    optional_columns: tuple[str, ...] = ("version",)
 
     @property
     def all_columns(self) -> tuple[col.Column, ...]:
@@ -108,7 +138,28 @@ class TableSpec:
 
     @property
     def pii_columns(self) -> tuple[col.Column, ...]:
-        return tuple(column for column in self.columns if column.pii)
+        return tuple(column for column in self.columns if column.pii or column.name in self.personal)
+
+    @property
+    def mutation_target(self) -> str:
+        """The quoted table a mutation names: the storing table, in the table's own database if it has one."""
+        return schema.qualified(schema.storage_table(self.name), self.database)
+
+    @property
+    def storage_name(self) -> str:
+        """``database.table`` of the storing table, as ``system.mutations`` names it."""
+        return f"{self.database or schema.database()}.{schema.storage_table(self.name)}"
+
+    def delete_users(self, user_ids: Sequence[int]) -> Statement:
+        """
+        The one mutation that removes every row of these users (``ALTER TABLE … DELETE``, which Tutor's
+        ``DELETE`` grant allows), ``ON CLUSTER`` in cluster mode; parameterized, followed to its end.
+        """
+        sql = (
+            f"ALTER TABLE {self.mutation_target}{schema.on_cluster()} "
+            f"DELETE WHERE {schema.quote(self.user_id_column or '')} IN {{user_ids:Array(Int64)}}"
+        )
+        return Statement(sql, {"user_ids": sorted(user_ids)}, schema.mutation_settings(), self.storage_name)
 
     @property
     def insert_target(self) -> str:
@@ -131,6 +182,7 @@ class TableSpec:
             column_names=tuple(column.name for column in all_columns),
             column_types=tuple(column.clickhouse_type for column in all_columns),
             columns=tuple(data),
+            optional_columns=frozenset(self.optional_columns) if self.bookkeeping else frozenset(),
         )
 
 
@@ -142,8 +194,9 @@ class QueueSpec:
     Platform objects share the ``OutboxEntry`` table, told apart by ``sink_field``, and an entry only names
     its object (``key_field``), read again when sent. Work that cannot be read again later carries its
     payload in a table of its own (``sink_field`` None), as xAPI statements do. ``max_dead_setting`` None
-    keeps dead letters until replayed; otherwise the oldest beyond the bound are deleted, each logged with
-    its ``payload_field``, so a flood of rejected entries cannot fill the database.
+    keeps dead letters until replayed; otherwise the oldest beyond the bound are deleted, each logged by id
+    and error class, never with its ``payload_field`` (it may hold personal data), so a flood of rejected
+    entries cannot fill the database.
     """
 
     model: type[LeasedEntry] = OutboxEntry
@@ -193,6 +246,11 @@ class Sink:
         """The tables this sink writes (created by the schema command)."""
         return ()
 
+    @property
+    def deletes_retired_rows(self) -> bool:
+        """Whether a retired user's rows go altogether (``EVENT_SINK_CLICKHOUSE_PII_MODELS``, or personal rows)."""
+        return self.pii or self.name in aspects_settings.EVENT_SINK_CLICKHOUSE_PII_MODELS
+
     def is_enabled(self) -> bool:
         if self.pii and not toggles.pii_enabled():
             return False
@@ -213,6 +271,14 @@ class Sink:
     def shows_user_fields(self) -> bool:
         """Whether rows carry fields of the User (username, email): a saved User must re-send them."""
         return False
+
+    @property
+    def objects_per_batch(self) -> int | None:
+        """
+        The most objects one batch may hold whatever the batch size settings say (None: no bound of its own).
+        A sink writing several tables fans out (a course into thousands of blocks): memory bounds its batches.
+        """
+        return FAN_OUT_BATCH_SIZE if len(self.tables()) > 1 else None
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:
         """What to write to ClickHouse so it holds the current state of these objects."""
@@ -254,8 +320,28 @@ class ModelSink(Sink):
         )
 
     @cached_property
+    def personal_columns(self) -> frozenset[str]:
+        """Columns holding personal data: marked ``pii``, or reading a personal field (``PERSONAL_FIELDS``)."""
+        return frozenset(
+            column.name
+            for column in self.columns
+            if column.pii or any(is_personal_source(self.model, source) for source in column.sources)
+        )
+
+    @cached_property
+    def user_source(self) -> str | None:
+        """The ORM source of ``user_id_column``: where a batch's users are read."""
+        return next((column.sources[0] for column in self.columns if column.name == self.user_id_column), None)
+
+    @property
+    def deletes_retired_rows(self) -> bool:
+        return bool(self.user_source) and super().deletes_retired_rows
+
+    @cached_property
     def table_spec(self) -> TableSpec:
-        return TableSpec(self.table, tuple(self.columns), tuple(self.key), self.user_id_column)
+        return TableSpec(
+            self.table, tuple(self.columns), tuple(self.key), self.user_id_column, personal=self.personal_columns
+        )
 
     def tables(self) -> tuple[TableSpec, ...]:
         return (self.table_spec,)
@@ -268,13 +354,17 @@ class ModelSink(Sink):
         """
         Every object of the sink, with the annotations its columns read.
 
-        Sinks whose rows retirement deletes (``EVENT_SINK_CLICKHOUSE_PII_MODELS``) never send a retired
-        user again: the platform renames retired accounts with ``RETIRED_USERNAME_PREFIX``.
+        Sinks whose rows retirement deletes never send a retired user again: users recorded as retired
+        (:class:`~aspects_sink.models.RetiredUser`, whatever their username) and accounts the platform
+        renamed with ``RETIRED_USERNAME_PREFIX`` (retired before this plugin was installed) are left out.
         """
         queryset = self.get_model()._default_manager.all()
-        if self.user_id_column and self.name in aspects_settings.EVENT_SINK_CLICKHOUSE_PII_MODELS:
-            prefix = aspects_settings.RETIRED_USERNAME_PREFIX
-            queryset = queryset.exclude(user__username__startswith=prefix)
+        if self.deletes_retired_rows:
+            recorded = RetiredUser.objects.values("user_id")
+            queryset = queryset.exclude(**{f"{self.user_source}__in": recorded})
+            if self.user_source == "user_id":
+                prefix = aspects_settings.RETIRED_USERNAME_PREFIX
+                queryset = queryset.exclude(user__username__startswith=prefix)
         annotations = self.annotations()
         return queryset.annotate(**annotations) if annotations else queryset
 
@@ -282,7 +372,17 @@ class ModelSink(Sink):
         return self.queryset().filter(**{f"{self.lookup}__in": list(object_ids)})
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:
-        return [self.serialize(self.queryset_for(object_ids), stamp)]
+        """
+        The objects' rows; for a sink whose rows are personal and looked up by user, the rows of users the
+        LMS no longer has (a deleted profile or user, a retired user) are deleted: no row outlives its object.
+        """
+        fetched = self.fetch(self.queryset_for(object_ids))
+        writes: list[ColumnBatch | Statement] = [self.serialize_fetched(fetched, stamp)]
+        if self.deletes_retired_rows and self.lookup == self.user_source:
+            gone = {int(object_id) for object_id in object_ids} - {int(user) for user in fetched[self.user_source]}
+            if gone:
+                writes.append(self.table_spec.delete_users(sorted(gone)))
+        return writes
 
     def fetch(self, queryset, *, also: Sequence[str] = ()) -> dict[str, list]:
         """
@@ -298,20 +398,34 @@ class ModelSink(Sink):
         """One column batch for everything ``queryset`` selects."""
         return self.serialize_fetched(self.fetch(queryset), stamp)
 
-    def serialize_fetched(
-        self, fetched: dict[str, Sequence], stamp: Stamp, *, blank_pii: bool | None = None
-    ) -> ColumnBatch:
-        """The batch of what ``fetch`` read; personal columns blank when PII is off, or when ``blank_pii`` says so."""
-        blank_pii = not toggles.pii_enabled() if blank_pii is None else blank_pii
+    def serialize_fetched(self, fetched: dict[str, Sequence], stamp: Stamp) -> ColumnBatch:
+        """
+        One column batch from what :meth:`fetch` read. Personal columns are empty with ASPECTS_ENABLE_PII
+        off, and empty in the rows of retired users always (one query per batch finds them).
+        """
+        blank_pii = not toggles.pii_enabled()
+        personal = self.personal_columns
+        retired_rows = None if blank_pii or not personal else self._retired_rows(fetched)
         data = []
         for column in self.columns:
             sources = column.sources
             values = fetched[sources[0]] if len(sources) == 1 else list(zip(*(fetched[s] for s in sources)))
-            if blank_pii and column.pii:
+            if column.name in personal and blank_pii:
                 data.append([column.empty] * len(values))
-            else:
-                data.append(self._convert(column, values, fetched))
+                continue
+            converted = self._convert(column, values, fetched)
+            if column.name in personal and retired_rows:
+                converted = [column.empty if retired else value for value, retired in zip(converted, retired_rows)]
+            data.append(converted)
         return self.table_spec.batch(data, stamp)
+
+    def _retired_rows(self, fetched: dict[str, Sequence]) -> list[bool] | None:
+        """Per row, whether its user is recorded as retired; None when no row's is."""
+        if not self.user_source or not fetched.get(self.user_source):
+            return None
+        users = fetched[self.user_source]
+        retired = retired_user_ids(users)
+        return [user is not None and int(user) in retired for user in users] if retired else None
 
     def _convert(self, column: col.Column, values: Sequence, fetched: dict[str, Sequence]) -> list:
         try:

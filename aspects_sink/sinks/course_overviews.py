@@ -111,10 +111,14 @@ class CourseOverviewSink(ModelSink):
         return self.serialize_with_blocks(self.queryset_for(object_ids), stamp)
 
     def serialize_with_blocks(self, queryset, stamp: Stamp) -> list[ColumnBatch]:
-        """The overview rows of the selected courses and the block rows of all their published trees."""
+        """
+        The block rows of the selected courses' published trees, then their overview rows. Blocks first on
+        every path: an overview in ClickHouse says the course is current (a backfill without ``--force``
+        skips it), so it is written only after the blocks it describes were taken.
+        """
         overviews = self.serialize(queryset, stamp)
         course_keys = overviews.columns[overviews.column_names.index("course_key")]
-        return [overviews, self.serialize_blocks(course_keys, stamp)]
+        return [self.serialize_blocks(course_keys, stamp), overviews]
 
     def serialize_blocks(self, course_keys: Sequence[str], stamp: Stamp) -> ColumnBatch:
         store = edx_platform.modulestore()

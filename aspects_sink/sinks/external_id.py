@@ -7,8 +7,9 @@ from aspects_sink.sinks.base import ModelSink
 class ExternalIdSink(ModelSink):
     """
     One row per external id. xAPI statements name their actor by the ``xapi`` external id, so
-    Aspects joins statements to users through this table; it is sent even with PII off, with the
-    username left empty.
+    Aspects joins statements to users through this table: the map from an anonymous actor to a
+    learner is personal data, sent only with ASPECTS_ENABLE_PII on, as Tutor's Aspects plugin does
+    (its ``EVENT_SINK_PII_MODELS``).
     """
 
     name = "external_id"
@@ -17,8 +18,9 @@ class ExternalIdSink(ModelSink):
     lookup = "user_id"
     saved_models = ("external_id",)
     user_id_column = "user_id"
+    pii = True
     order = 30
-    description = "External user ids (xAPI actor ids) and their users"
+    description = "External user ids (xAPI actor ids) and their users (personal data; only with ASPECTS_ENABLE_PII)"
     key = ("external_user_id",)
     columns = (
         col.UUID("external_user_id"),

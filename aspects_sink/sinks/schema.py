@@ -16,10 +16,31 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aspects_sink import toggles
 from aspects_sink.conf import aspects_settings
-from aspects_sink.sinks.base import TableSpec
+
+
+class ColumnDefinition(Protocol):
+    """What DDL needs of a column: :class:`aspects_sink.sinks.columns.Column`."""
+
+    name: str
+    clickhouse_type: str
+
+
+class TableDefinition(Protocol):
+    """What DDL needs of a table: :class:`aspects_sink.sinks.base.TableSpec`, which uses this module's quoting."""
+
+    name: str
+    key: tuple[str, ...]
+    database: str | None
+    partition_by: str | None
+    version_column: str | None
+
+    @property
+    def all_columns(self) -> tuple[ColumnDefinition, ...]: ...
+
 
 SCHEMA_LOG_TABLE = "aspects_sink_schema"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -89,7 +110,7 @@ def _engine(config: ClusterConfig, version_column: str | None) -> str:
     return f"{engine}({version_column or ''})"
 
 
-def create_table(table: TableSpec, db: str | None = None, config: ClusterConfig | None = None) -> list[str]:
+def create_table(table: TableDefinition, db: str | None = None, config: ClusterConfig | None = None) -> list[str]:
     """
     CREATE TABLE statements for one table (two when sharded: local storage + Distributed), in the table's
     own database if it names one (the raw xAPI table), else in ``db``.
@@ -115,7 +136,9 @@ def create_table(table: TableSpec, db: str | None = None, config: ClusterConfig 
     return statements
 
 
-def create_schema(tables: Iterable[TableSpec], db: str | None = None, config: ClusterConfig | None = None) -> list[str]:
+def create_schema(
+    tables: Iterable[TableDefinition], db: str | None = None, config: ClusterConfig | None = None
+) -> list[str]:
     """Every statement that creates the database, the schema log and the given tables, idempotently."""
     config = config or cluster()
     db = db or database()

@@ -9,17 +9,63 @@ version, so a statement sent twice (a retry, a history import overlapping the li
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
 
-from aspects_sink import toggles
+from aspects_sink import edx_platform, toggles
 from aspects_sink.conf import aspects_settings
-from aspects_sink.models import XapiStatement
+from aspects_sink.models import RetiredUser, XapiStatement
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks.base import QueueSpec, Sink, Stamp, TableSpec
 from aspects_sink.transport import ColumnBatch
 
 RAW_COLUMNS = (col.UUID("event_id"), col.DateTime64("emission_time"), col.String("event"))
 _CHUNK = 900  # stay under SQLite's bound on parameters per statement
+
+log = logging.getLogger(__name__)
+
+
+def actor_id(statement: str) -> str:
+    """The actor's account name of a statement as JSON (the anonymous external id), or ''."""
+    try:
+        account = (json.loads(statement).get("actor") or {}).get("account") or {}
+    except (ValueError, AttributeError):
+        return ""
+    return str(account.get("name") or "")
+
+
+def retired_actor_ids(actor_ids: Iterable[str]) -> set[str]:
+    """
+    Which of these actor ids (external ids) belong to users recorded as retired: one query per 900 ids.
+    The xAPI route and the tracking-log history leave their statements out.
+    """
+    wanted = {}
+    for value in actor_ids:
+        try:
+            wanted[uuid.UUID(str(value))] = value
+        except ValueError:
+            continue
+    external_id = edx_platform.get_model("external_id")
+    found: set[str] = set()
+    keys = list(wanted)
+    for start in range(0, len(keys), _CHUNK):
+        rows = external_id._default_manager.filter(
+            external_user_id__in=keys[start : start + _CHUNK], user_id__in=RetiredUser.objects.values("user_id")
+        ).values_list("external_user_id", flat=True)
+        found.update(wanted[value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))] for value in rows)
+    return found
+
+
+def without_retired_actors(rows: Sequence[tuple]) -> list[tuple]:
+    """``(event_id, emission_time, event)`` rows, less those whose actor is a retired user."""
+    actors = [actor_id(row[2]) for row in rows]
+    retired = retired_actor_ids(actor for actor in actors if actor)
+    if not retired:
+        return list(rows)
+    log.info("aspects_sink: left out %d xAPI statements of retired users", sum(actor in retired for actor in actors))
+    return [row for row, actor in zip(rows, actors) if actor not in retired]
 
 
 def raw_table() -> TableSpec:
@@ -61,12 +107,15 @@ class XapiStatementSink(Sink):
         return (raw_table(),) if toggles.xapi_enabled() else ()
 
     def writes_for(self, object_ids: Sequence[int], stamp: Stamp) -> list[ColumnBatch]:
-        """The queued statements of these entries (statements carry their own identity: no stamp)."""
+        """
+        The queued statements of these entries (statements carry their own identity: no stamp), less those of
+        users retired since they were recorded.
+        """
         rows: list[tuple] = []
         for start in range(0, len(object_ids), _CHUNK):
             chunk = object_ids[start : start + _CHUNK]
             rows += XapiStatement.objects.filter(pk__in=chunk).values_list("event_id", "emission_time", "statement")
-        return [raw_batch(rows)]
+        return [raw_batch(without_retired_actors(rows))]
 
 
 def raw_batch(rows: Sequence[tuple]) -> ColumnBatch:

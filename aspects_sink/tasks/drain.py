@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from edx_django_utils.monitoring import set_code_owner_attribute
 
-from aspects_sink import delivery, outbox, scheduling
+from aspects_sink import delivery, outbox, scheduling, status
 from aspects_sink.task_names import DRAIN_TASK, SWEEP_TASK
 
 
@@ -33,5 +33,6 @@ def drain_outbox(sink_name: str, token: str | None = None) -> dict:
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 @set_code_owner_attribute
 def sweep_outbox() -> list[str]:
-    """Wake a drain for every sink with pending entries (run by Celery beat)."""
+    """Wake a drain for every sink with pending entries (run by Celery beat); record the run for the status."""
+    status.record_sweep()
     return delivery.sweep()

@@ -8,9 +8,15 @@ because clickhouse-connect puts both behind one client API.
 
 from aspects_sink.transport.batch import ColumnBatch
 from aspects_sink.transport.client import ClickHouseTransport, ConnectionConfig
-from aspects_sink.transport.errors import ClickHouseRejected, ClickHouseUnavailable, TransportError
+from aspects_sink.transport.errors import (
+    ClickHouseMisconfigured,
+    ClickHouseRejected,
+    ClickHouseUnavailable,
+    TransportError,
+)
 
 __all__ = [
+    "ClickHouseMisconfigured",
     "ClickHouseRejected",
     "ClickHouseTransport",
     "ClickHouseUnavailable",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class ColumnBatch:
     column_names: tuple[str, ...]
     column_types: tuple[str, ...]
     columns: tuple[Sequence, ...]
+    # Columns a table may lack, left out of the INSERT then; any other missing column is a configuration error.
+    optional_columns: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self):
         if not len(self.column_names) == len(self.column_types) == len(self.columns):
@@ -38,8 +40,8 @@ class ColumnBatch:
         """
         Keep the columns whose names are in ``names``, optionally retyped.
 
-        Lets the plugin write into a table another tool created: a column the table lacks is left
-        out, and a column the table types differently is sent with the table's type.
+        Lets the plugin write into a table another tool created: an optional column the table lacks is
+        left out, and a column the table types differently is sent with the table's type.
         """
         types = types or {}
         kept = [i for i, name in enumerate(self.column_names) if name in names]
@@ -48,4 +50,5 @@ class ColumnBatch:
             column_names=tuple(self.column_names[i] for i in kept),
             column_types=tuple(types.get(self.column_names[i], self.column_types[i]) for i in kept),
             columns=tuple(self.columns[i] for i in kept),
+            optional_columns=self.optional_columns,
         )

@@ -18,8 +18,9 @@ from clickhouse_connect.driver import exceptions as ch_errors
 
 from aspects_sink.transport.batch import ColumnBatch
 from aspects_sink.transport.errors import (
-    MISCONFIGURATION_CODES,
-    RETRIABLE_CODES,
+    CONFIGURATION_CODES,
+    UNAVAILABLE_CODES,
+    ClickHouseMisconfigured,
     ClickHouseRejected,
     ClickHouseUnavailable,
     TransportError,
@@ -27,7 +28,7 @@ from aspects_sink.transport.errors import (
 
 log = logging.getLogger(__name__)
 
-_ERROR_CODE = re.compile(r"Code: (\d+)\.")
+_ERROR_CODE = re.compile(r"\bCode:\s*(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, repr=False)
@@ -95,19 +96,36 @@ def _client_arguments(config: ConnectionConfig) -> dict[str, Any]:
     return {name: value for name, value in arguments.items() if value is not None}
 
 
+def error_code(error: BaseException) -> int | None:
+    """
+    ClickHouse's error code: clickhouse-connect's ``code`` (from the ``X-ClickHouse-Exception-Code`` header,
+    or chDB's message), else the ``Code: N`` of the message (chDB's own exceptions, older drivers).
+    """
+    code = getattr(error, "code", None)
+    if isinstance(code, int):
+        return code
+    match = _ERROR_CODE.search(str(error))
+    return int(match.group(1)) if match else None
+
+
 def classify(error: Exception, what: str) -> TransportError:
-    """Turn a clickhouse-connect or network exception into Unavailable (wait) or Rejected (data at fault)."""
-    message = f"{what}: {error}"
+    """
+    Sort a clickhouse-connect, chDB or network exception by ClickHouse's error code into unavailable (wait),
+    misconfigured (pause until fixed) or rejected (the data is at fault). Without a code, a failure to talk to
+    the server at all (network, HTTP status without a ClickHouse exception) is unavailability.
+    """
     if isinstance(error, TransportError):
         return error
-    if isinstance(error, ch_errors.OperationalError | OSError):
+    message = f"{what}: {error}"
+    code = error_code(error)
+    if code in CONFIGURATION_CODES:
+        return ClickHouseMisconfigured(message, code)
+    if code in UNAVAILABLE_CODES:
+        return ClickHouseUnavailable(message, code)
+    if code is None and isinstance(error, ch_errors.OperationalError | OSError | TimeoutError):
         return ClickHouseUnavailable(message)
-    match = _ERROR_CODE.search(str(error))
-    code = int(match.group(1)) if match else None
     if code is None and isinstance(error, ch_errors.DatabaseError) and "HTTP" in str(error):
         return ClickHouseUnavailable(message)
-    if code in RETRIABLE_CODES or code in MISCONFIGURATION_CODES:
-        return ClickHouseUnavailable(message, code)
     return ClickHouseRejected(message, code)
 
 
@@ -123,6 +141,7 @@ class ClickHouseTransport:
         self.config = config
         self._local = threading.local()
         self._table_columns: dict[str, dict[str, str]] = {}
+        self._reported_optional: set[str] = set()
 
     def __repr__(self) -> str:
         return f"ClickHouseTransport({self.config.safe_url}, database={self.config.database!r})"
@@ -146,8 +165,8 @@ class ClickHouseTransport:
 
     def _connection_error(self, error: Exception) -> TransportError:
         classified = classify(error, f"cannot connect to ClickHouse at {self.config.safe_url}")
-        if isinstance(classified, ClickHouseRejected):  # e.g. "database does not exist" at connect time
-            return ClickHouseUnavailable(str(classified), classified.code)
+        if isinstance(classified, ClickHouseRejected):  # no data was sent: the connection itself is wrong
+            return ClickHouseMisconfigured(str(classified), classified.code)
         return classified
 
     def close(self) -> None:
@@ -163,14 +182,27 @@ class ClickHouseTransport:
         """
         Insert the whole batch with one INSERT that names its columns; return the rows written.
 
-        Columns the target table does not have are left out, so the plugin can write into tables an
-        existing Aspects install created. No setting that lets ClickHouse skip bad rows is ever sent:
-        a row ClickHouse refuses fails the whole insert.
+        A column the batch carries and the table lacks is a configuration error naming both (nothing is
+        dropped silently), unless the batch declares it optional (``version`` in tables an existing Aspects
+        install created, docs/decisions/0002); an optional column left out is logged once per table. No
+        setting that lets ClickHouse skip bad rows is ever sent: a row ClickHouse refuses fails the insert.
         """
         if not batch.row_count:
             return 0
         table = self.qualified(batch.table)
         existing = self.table_columns(table)
+        missing = [name for name in batch.column_names if name not in existing]
+        required = [name for name in missing if name not in batch.optional_columns]
+        if required:
+            self._table_columns.pop(table, None)  # look again next time: someone may add them
+            raise ClickHouseMisconfigured(
+                f"table {table} on {self.config.safe_url} has no column {', '.join(required)}: "
+                "run `./manage.py lms aspects_sink_schema` or add the column",
+                16,  # NO_SUCH_COLUMN_IN_TABLE
+            )
+        if missing and table not in self._reported_optional:
+            self._reported_optional.add(table)
+            log.warning("aspects_sink: table %s has no column %s; writing without it", table, ", ".join(missing))
         batch = batch.only_columns(set(existing), existing)
         try:
             self.client.insert(
@@ -210,15 +242,16 @@ class ClickHouseTransport:
                 {"db": database, "t": name},
             )
             if not found:
-                raise ClickHouseUnavailable(
+                raise ClickHouseMisconfigured(
                     f"table {table} does not exist on {self.config.safe_url}: "
-                    "run `./manage.py lms aspects_sink_schema` to create it"
+                    "run `./manage.py lms aspects_sink_schema` to create it",
+                    60,  # UNKNOWN_TABLE
                 )
             self._table_columns[table] = dict(found)
         return self._table_columns[table]
 
     def ping(self) -> str:
-        """Return the server version, or raise ClickHouseUnavailable."""
+        """Return the server version, or raise ClickHouseUnavailable (or ClickHouseMisconfigured)."""
         return str(self.command("SELECT version()"))
 
 

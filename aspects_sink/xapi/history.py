@@ -1,106 +1,168 @@
 """
 Tracking-log history into the raw xAPI table (``aspects_sink_xapi_history``).
 
-Lines are read with event-routing-backends' own tracking-log parser and transformed by the processors of
-the ``xapi`` tracking backend, the live route's code (ERB's allow-list and transformers), so history and
+Logs come from files or object storage (:mod:`aspects_sink.xapi.sources`), streamed and gunzipped on the
+fly. Lines are read with event-routing-backends' own tracking-log parser and transformed by the processors
+of the ``xapi`` tracking backend, the live route's code (ERB's allow-list and transformers), so history and
 live statements are the same, ids included (see :func:`as_emitted`): a statement imported twice, or
 imported after the live route sent it, collapses in ClickHouse.
 
 Statements go to ClickHouse in batches, one INSERT each. A batch ClickHouse rejects is handed to the
 statement queue, whose drains isolate the statements at fault and park them as dead letters, as on the
-live route. A checkpoint file records, per log file, how many lines have their statements acknowledged
-(or queued); after an interruption (Ctrl-C, ClickHouse unavailable, a killed pod) ``--resume`` continues
-from there.
+live route. An event that cannot be imported (ERB cannot transform it, or its text cannot be stored) is
+reported by log and line and left out; a log that cannot be read to its end (a corrupt gzip member) is
+reported and the others go on. :class:`~aspects_sink.models.HistoryCheckpoint` records in the LMS database,
+per log, how many lines have their statements acknowledged (or queued); after an interruption (Ctrl-C,
+ClickHouse unavailable, a killed pod) ``--resume`` continues from there, in any process.
+
+With ``workers`` above one, logs are imported side by side by forked processes of this one (each its own
+ClickHouse client, S3 client and database connection), a log at a time each; the parent only hands out
+logs, shows progress and adds up the reports.
 """
 
 from __future__ import annotations
 
 import datetime
-import gzip
-import json
+import functools
+import hashlib
+import importlib
 import logging
+import multiprocessing
 import os
+import queue
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TextIO
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connections, transaction
 from event_routing_backends.management.commands.helpers.event_log_parser import parse_json_event
 from eventtracking import tracker
 
+from aspects_sink.models import HistoryCheckpoint
 from aspects_sink.progress import ProgressReporter
-from aspects_sink.sinks.xapi_statements import raw_batch
-from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport
+from aspects_sink.sinks.xapi_statements import raw_batch, without_retired_actors
+from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport, TransportError
 from aspects_sink.xapi import store
 from aspects_sink.xapi.backend import statements_wanted
 from aspects_sink.xapi.routing import TRANSFORMER_BACKEND, XAPI_CHILD
+from aspects_sink.xapi.sources import CorruptLog, CountingReader, LogObject, LogSource, SourceError, log_lines
 
 log = logging.getLogger(__name__)
 
-_GZIP_MAGIC = b"\x1f\x8b"
+# Bad events described per log in a report (all are counted, and every one is logged).
+MAX_PROBLEMS_PER_LOG = 20
+_CHECKPOINT_CHUNK = 500
+# ERB's lookups its xAPI transformer memoizes for its last 128 arguments: a learner's anonymous id (three queries
+# of the LMS database) and a course. A history interleaves more learners than that, so nearly every event paid
+# the queries again: over half an import's time. For one import they are memoized for up to this many.
+_TRANSFORMER_MODULE = "event_routing_backends.processors.xapi.transformer"
+_MEMOIZED_LOOKUPS = ("get_anonymous_user_id", "get_course_from_id")
+_LOOKUPS_KEPT = 1_000_000
 
 
 class HistoryError(Exception):
-    """The import cannot start: nothing to transform with, or an unreadable checkpoint."""
+    """The import cannot start (nothing to transform with), or it stopped (ClickHouse unavailable, a worker died)."""
+
+
+@dataclass
+class LogReport:
+    """What became of one log in this run; ``skipped`` lines hold no event ERB turns into xAPI."""
+
+    log: LogObject
+    lines_before: int = 0  # done by an earlier run (--resume)
+    lines: int = 0
+    statements: int = 0
+    skipped: int = 0
+    failed: int = 0  # events that could not be imported
+    queued: int = 0  # statements of batches ClickHouse rejected, left to the drains
+    retired: int = 0  # statements of learners recorded as retired, left out (docs/decisions/0008)
+    bytes_read: int = 0
+    error: str = ""  # why the log could not be read to its end
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
 class HistoryReport:
-    """What an import did; ``skipped`` lines hold no event ERB turns into xAPI, ``failed`` ones could not be."""
+    """A whole run: sums over its logs, the logs that could not be read, and the first bad events of each."""
 
+    logs: int = 0
     lines: int = 0
     statements: int = 0
     skipped: int = 0
     failed: int = 0
-    queued: int = 0  # statements of batches ClickHouse rejected, left to the drains
+    queued: int = 0
+    retired: int = 0
+    bytes_read: int = 0
     seconds: float = 0.0
+    unreadable: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, report: LogReport) -> None:
+        self.logs += 1
+        self.lines += report.lines  # statements are counted as their batches are written, for the progress line
+        self.skipped += report.skipped
+        self.failed += report.failed
+        self.queued += report.queued
+        self.retired += report.retired
+        self.bytes_read += report.bytes_read
+        self.problems += report.problems
+        if report.error:
+            self.unreadable.append(f"{report.log.name}: {report.error}")
 
     @property
     def statements_per_second(self) -> float:
         return self.statements / self.seconds if self.seconds else 0.0
 
-
-class HistoryCheckpoint:
-    """Lines done per log file, in a JSON file replaced atomically after every acknowledged batch."""
-
-    def __init__(self, path: Path, done: dict[str, int] | None = None):
-        self.path = path
-        self.done = dict(done or {})
-
-    @classmethod
-    def load(cls, path: Path) -> HistoryCheckpoint:
-        if not path.exists():
-            return cls(path)
-        try:
-            return cls(path, json.loads(path.read_text(encoding="utf-8")))
-        except ValueError as error:
-            raise HistoryError(f"unreadable checkpoint {path}: {error}") from error
-
-    def lines_done(self, log_file: Path) -> int:
-        return self.done.get(str(log_file.resolve()), 0)
-
-    def save(self, log_file: Path, lines: int) -> None:
-        self.done[str(log_file.resolve())] = lines
-        partial = self.path.with_name(self.path.name + ".tmp")
-        partial.write_text(json.dumps(self.done, indent=1), encoding="utf-8")
-        os.replace(partial, self.path)
+    @property
+    def complete(self) -> bool:
+        """Every event of every log imported."""
+        return not (self.failed or self.unreadable)
 
 
-def open_log(path: Path) -> TextIO:
-    """The lines of a tracking log, gunzipped when the file is gzip (by its first bytes, whatever its name)."""
-    with path.open("rb") as raw:
-        compressed = raw.read(2) == _GZIP_MAGIC
-    if compressed:
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return path.open(encoding="utf-8", errors="replace")
+# -- checkpoints -----------------------------------------------------------------------------------
 
 
-def count_lines(path: Path) -> int:
-    """For the progress bar's total: one quick pass over the (decompressed) file."""
-    with open_log(path) as lines:
-        return sum(1 for _ in lines)
+def _log_hash(log_object: LogObject) -> str:
+    return hashlib.sha256(f"{log_object.source}\n{log_object.key}".encode()).hexdigest()
+
+
+def lines_done(logs: Sequence[LogObject]) -> dict[str, int]:
+    """Per log hash, lines an earlier run finished; a log whose size changed since starts over."""
+    done: dict[str, int] = {}
+    by_hash = {_log_hash(log_object): log_object for log_object in logs}
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), _CHECKPOINT_CHUNK):
+        for checkpoint in HistoryCheckpoint.objects.filter(pk__in=hashes[start : start + _CHECKPOINT_CHUNK]):
+            if checkpoint.size == by_hash[checkpoint.pk].size:
+                done[checkpoint.pk] = -1 if checkpoint.finished else checkpoint.lines_done
+    return done
+
+
+def forget(logs: Sequence[LogObject]) -> None:
+    """A run without --resume starts every log from its first line."""
+    hashes = [_log_hash(log_object) for log_object in logs]
+    for start in range(0, len(hashes), _CHECKPOINT_CHUNK):
+        HistoryCheckpoint.objects.filter(pk__in=hashes[start : start + _CHECKPOINT_CHUNK]).delete()
+
+
+def _save(report: LogReport, lines: int, *, finished: bool) -> None:
+    HistoryCheckpoint.objects.update_or_create(
+        pk=_log_hash(report.log),
+        defaults={
+            "source": report.log.source,
+            "key": report.log.key,
+            "size": report.log.size,
+            "lines_done": lines,
+            "statements": report.statements,
+            "failed": report.failed,
+            "finished": finished,
+            "last_error": report.error,
+        },
+    )
+
+
+# -- transformation --------------------------------------------------------------------------------
 
 
 def as_emitted(timestamp):
@@ -128,90 +190,305 @@ def xapi_router():
     return router
 
 
-class HistoryImport:
-    """One run over a list of log files, from the checkpoint on."""
+def admitted(event: dict) -> bool:
+    """
+    Whether an event of the history is transformed at all (``ASPECTS_SINK_XAPI_EVENTS``). Statements of
+    retired learners are left out per batch when written (:meth:`LogImporter._write`), as the live route does.
+    """
+    return statements_wanted(event.get("name", ""))
 
-    def __init__(
-        self,
-        files: Sequence[Path],
-        transport: ClickHouseTransport,
-        checkpoint: HistoryCheckpoint,
-        *,
-        batch_size: int,
-        sleep_time: float = 0.0,
-    ):
-        self.files = list(files)
+
+@contextmanager
+def lookups_memoized() -> Iterator[None]:
+    """
+    ERB's own lookup functions, what they return remembered for the whole import instead of for 128
+    arguments: the same results (what ERB's function answered first), one call per learner and course.
+    """
+    transformer = importlib.import_module(_TRANSFORMER_MODULE)
+    originals = {name: getattr(transformer, name) for name in _MEMOIZED_LOOKUPS}
+    try:
+        for name, original in originals.items():
+            setattr(transformer, name, functools.lru_cache(maxsize=_LOOKUPS_KEPT)(original))
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(transformer, name, original)
+
+
+class LogImporter:
+    """Imports logs one at a time in this process: ERB's transformers, one INSERT per batch, a checkpoint after it."""
+
+    def __init__(self, source: LogSource, transport: ClickHouseTransport, *, batch_size: int, sleep_time: float):
+        self.source = source
         self.transport = transport
-        self.checkpoint = checkpoint
         self.batch_size = batch_size
         self.sleep_time = sleep_time
         self.router = xapi_router()
+
+    def import_log(self, log_object: LogObject, done: int, on_batch: Callable[[int, int], None]) -> LogReport:
+        """
+        Import the log's lines after the first ``done``; ``on_batch(bytes, statements)`` after each batch with
+        the bytes read and the statements ClickHouse acknowledged since the last call.
+        Raises TransportError (ClickHouse unavailable) with the checkpoint saved; a log that cannot be read
+        to its end is reported in the LogReport, with what came before it imported.
+        """
+        report = LogReport(log_object, lines_before=done)
+        acknowledged = number = done
+        rows: list[store.StatementRow] = []
+        reported_bytes = reported_statements = 0
+        try:
+            with CountingReader(self.source.open(log_object)) as stream:
+                for number, line in enumerate(log_lines(stream), start=1):
+                    if number <= done:
+                        continue
+                    report.lines += 1
+                    rows += self._statements(report, number, line)
+                    if len(rows) >= self.batch_size:
+                        self._write(report, rows)
+                        _save(report, number, finished=False)
+                        on_batch(stream.bytes_read - reported_bytes, report.statements - reported_statements)
+                        rows, acknowledged = [], number
+                        reported_bytes, reported_statements = stream.bytes_read, report.statements
+                        if self.sleep_time:
+                            time.sleep(self.sleep_time)
+                report.bytes_read = stream.bytes_read
+        except (CorruptLog, SourceError) as error:
+            report.error = f"line {number + 1}: {error}" if isinstance(error, CorruptLog) else str(error)
+            log.warning("aspects_sink: %s could not be read to its end: %s", log_object.name, report.error)
+            report.bytes_read = log_object.size
+        self._write(report, rows)
+        _save(report, max(number, acknowledged), finished=not report.error)
+        on_batch(report.bytes_read - reported_bytes, report.statements - reported_statements)
+        return report
+
+    def _statements(self, report: LogReport, number: int, raw_line: bytes) -> list[store.StatementRow]:
+        line = raw_line.decode("utf-8", errors="replace")
+        if not line.strip():
+            report.skipped += 1
+            return []
+        event = parse_json_event(line)
+        if event is None:
+            self._failed(report, number, "?", "not a JSON tracking event")
+            return []
+        if not admitted(event):
+            report.skipped += 1
+            return []
+        event["timestamp"] = as_emitted(event.get("timestamp"))
+        try:
+            rows = [store.statement_row(statement) for statement in self.router.process_event(event)]
+            for _event_id, _emitted, text in rows:
+                text.encode("utf-8")  # what the INSERT will do: a lone surrogate cannot be stored
+        except Exception as error:  # one bad event must not stop the history
+            self._failed(report, number, event.get("name"), f"{type(error).__name__}: {error}")
+            return []
+        if not rows:
+            report.skipped += 1
+        return rows
+
+    @staticmethod
+    def _failed(report: LogReport, number: int, name, reason: str) -> None:
+        report.failed += 1
+        problem = f"{report.log.name} line {number}: {name} event not imported: {reason}"
+        log.warning("aspects_sink: %s", problem)
+        if len(report.problems) < MAX_PROBLEMS_PER_LOG:
+            report.problems.append(problem)
+
+    def _write(self, report: LogReport, rows: list[store.StatementRow]) -> None:
+        """Insert a batch of statements, less those of retired learners (one query per batch finds them)."""
+        kept = without_retired_actors(rows)
+        report.retired += len(rows) - len(kept)
+        rows = kept
+        if not rows:
+            return
+        try:
+            self.transport.insert(raw_batch(rows))
+        except ClickHouseRejected as error:
+            log.warning(
+                "aspects_sink: ClickHouse refused a batch of %d history statements of %s (%s); queued for the "
+                "drains, which park the statements at fault as dead letters",
+                len(rows),
+                report.log.name,
+                error,
+            )
+            with transaction.atomic():
+                report.queued += store.queue_rows(rows)
+            return
+        report.statements += len(rows)
+
+
+@dataclass(frozen=True)
+class LogSurvey:
+    """``--dry-run``: a log's lines and the events in it that would be transformed, read but not imported."""
+
+    log: LogObject
+    lines: int
+    events: int
+    error: str = ""
+
+
+def survey(source: LogSource, log_object: LogObject) -> LogSurvey:
+    """Read one log through (gunzipped) and count its lines and the admitted events among them."""
+    lines = events = 0
+    try:
+        with CountingReader(source.open(log_object)) as stream:
+            for raw_line in log_lines(stream):
+                lines += 1
+                event = parse_json_event(raw_line.decode("utf-8", errors="replace")) if raw_line.strip() else None
+                events += bool(event and admitted(event))
+    except (CorruptLog, SourceError) as error:
+        return LogSurvey(log_object, lines, events, str(error))
+    return LogSurvey(log_object, lines, events)
+
+
+# -- a run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaySpan:
+    """Logs whose day (:attr:`LogObject.day`) is in ``[first, last]``; ``None`` leaves a side open."""
+
+    first: datetime.date | None = None
+    last: datetime.date | None = None
+
+    def __contains__(self, log_object: LogObject) -> bool:
+        day = log_object.day
+        return (self.first is None or day >= self.first) and (self.last is None or day <= self.last)
+
+
+class HistoryImport:
+    """One run over the logs of a source, from the checkpoints on (``resume``) or from the start."""
+
+    def __init__(
+        self,
+        source: LogSource,
+        transport_factory: Callable[[], ClickHouseTransport],
+        *,
+        batch_size: int,
+        sleep_time: float = 0.0,
+        resume: bool = False,
+        workers: int = 1,
+        days: DaySpan = DaySpan(),
+    ):
+        xapi_router()  # fails before anything is listed when ERB is not set up
+        self.source = source
+        self.transport_factory = transport_factory
+        self.batch_size = batch_size
+        self.sleep_time = sleep_time
+        self.resume = resume
+        self.workers = workers
+        self.days = days
         self.report = HistoryReport()
 
+    def logs(self) -> list[LogObject]:
+        """The logs to import, in order; raises SourceError."""
+        return [log_object for log_object in self.source.objects() if log_object in self.days]
+
     def run(self, progress: ProgressReporter) -> HistoryReport:
-        """Import every file; raises ClickHouseUnavailable (or KeyboardInterrupt) with the checkpoint saved."""
+        """
+        Import every log; raises HistoryError or TransportError (or KeyboardInterrupt) with the checkpoints
+        saved, after which ``resume`` continues.
+        """
         started = time.monotonic()
-        total = sum(count_lines(path) for path in self.files)
-        progress.start("xAPI history", total, sum(self.checkpoint.lines_done(path) for path in self.files))
+        logs = self.logs()
+        if not self.resume:
+            forget(logs)
+        done = lines_done(logs)
+        todo = [(log_object, done.get(_log_hash(log_object), 0)) for log_object in logs]
+        todo = [(log_object, lines) for log_object, lines in todo if lines >= 0]  # -1: finished before
+        progress.start(
+            "xAPI history",
+            sum(log_object.size for log_object in logs),
+            sum(log_object.size for log_object in logs) - sum(log_object.size for log_object, _ in todo),
+            unit="bytes",
+            detail=lambda: f"{self.report.statements:,} statements",
+        )
         try:
-            for path in self.files:
-                for lines in self._batches(path):
-                    progress.advance(lines)
-                    if self.sleep_time:
-                        time.sleep(self.sleep_time)
+            with lookups_memoized():  # forked workers inherit it, each with a memo of its own
+                if self.workers > 1 and len(todo) > 1:
+                    self._in_processes(todo, progress)
+                else:
+                    self._here(todo, progress)
         finally:
             self.report.seconds = time.monotonic() - started
         progress.finish()
         return self.report
 
-    def _batches(self, path: Path) -> Iterator[int]:
-        """Send the file's statements batch by batch after its checkpoint; yield the lines each batch covered."""
-        done = acknowledged = number = self.checkpoint.lines_done(path)
-        rows: list[store.StatementRow] = []
-        with open_log(path) as lines:
-            for number, line in enumerate(lines, start=1):
-                if number <= done:
+    def _here(self, todo: list[tuple[LogObject, int]], progress: ProgressReporter) -> None:
+        importer = LogImporter(
+            self.source, self.transport_factory(), batch_size=self.batch_size, sleep_time=self.sleep_time
+        )
+
+        def on_batch(bytes_read: int, statements: int) -> None:
+            self.report.statements += statements
+            progress.advance(bytes_read)
+
+        for log_object, done in todo:
+            self.report.add(importer.import_log(log_object, done, on_batch))
+
+    def _in_processes(self, todo: list[tuple[LogObject, int]], progress: ProgressReporter) -> None:
+        """Forked workers take logs from a queue; progress and reports come back on another."""
+        context = multiprocessing.get_context("fork")
+        work, results = context.Queue(), context.Queue()
+        workers = min(self.workers, len(todo))
+        for index in [*range(len(todo)), *[None] * workers]:
+            work.put(index)
+        connections.close_all()  # each worker opens its own connection to the LMS database
+        processes = [
+            context.Process(target=self._work, args=(todo, work, results), daemon=True) for _ in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        stopped, finished = "", 0
+        try:
+            while finished < len(processes):
+                try:
+                    kind, pid, payload = results.get(timeout=1.0)
+                except queue.Empty:
+                    if results.empty() and any(process.exitcode not in (0, None) for process in processes):
+                        stopped = stopped or "a worker process died"
+                        break
                     continue
-                self.report.lines += 1
-                rows += self._statements(line)
-                if len(rows) >= self.batch_size:
-                    self._write(rows)
-                    self.checkpoint.save(path, number)
-                    yield number - acknowledged
-                    rows, acknowledged = [], number
-        self._write(rows)
-        self.checkpoint.save(path, max(number, done))
-        yield max(number, done) - acknowledged
+                finished += kind == "done"
+                if kind == "stopped" and not stopped:
+                    stopped = payload
+                    for process in processes:  # their checkpoints are saved after every batch
+                        if process.pid != pid and process.is_alive():
+                            process.terminate()
+                self._receive(kind, payload, progress)
+        finally:
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+                process.join()
+        if stopped:
+            raise HistoryError(stopped)
 
-    def _statements(self, line: str) -> list[store.StatementRow]:
-        event = parse_json_event(line) if line.strip() else None
-        if not event or not statements_wanted(event.get("name", "")):
-            self.report.skipped += 1
-            return []
-        event["timestamp"] = as_emitted(event.get("timestamp"))
-        try:
-            statements = self.router.process_event(event)
-        except Exception as error:  # ERB has logged it; one bad event must not stop the history
-            self.report.failed += 1
-            log.warning("aspects_sink: %s event could not be transformed: %s", event.get("name"), error)
-            return []
-        if not statements:
-            self.report.skipped += 1
-        return [store.statement_row(statement) for statement in statements]
+    def _receive(self, kind: str, payload, progress: ProgressReporter) -> None:
+        """A worker's message: a batch written (bytes read, statements) or a log's report."""
+        if kind == "batch":
+            bytes_read, statements = payload
+            self.report.statements += statements
+            progress.advance(bytes_read)
+        elif kind == "log":
+            self.report.add(payload)
 
-    def _write(self, rows: list[store.StatementRow]) -> None:
-        if not rows:
-            return
+    def _work(self, todo, work, results) -> None:
+        """A forked worker: import logs until the queue says stop; never let an exception escape unreported."""
+        pid = os.getpid()
         try:
-            self.transport.insert(raw_batch(rows))
-        except (ClickHouseRejected, ValueError) as error:
-            log.warning(
-                "aspects_sink: ClickHouse refused a batch of %d history statements (%s); queued for the drains, "
-                "which park the statements at fault as dead letters",
-                len(rows),
-                error,
+            importer = LogImporter(
+                self.source, self.transport_factory(), batch_size=self.batch_size, sleep_time=self.sleep_time
             )
-            with transaction.atomic():
-                self.report.queued += store.queue_rows(rows)
-            return
-        self.report.statements += len(rows)
+            while (index := work.get()) is not None:
+                log_object, done = todo[index]
+                report = importer.import_log(
+                    log_object, done, lambda bytes_read, written: results.put(("batch", pid, (bytes_read, written)))
+                )
+                results.put(("log", pid, report))
+        except (TransportError, HistoryError) as error:
+            results.put(("stopped", pid, str(error)))
+        except BaseException as error:
+            results.put(("stopped", pid, f"{type(error).__name__}: {error}"))
+        finally:
+            connections.close_all()
+            results.put(("done", pid, None))

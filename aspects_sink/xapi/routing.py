@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from eventtracking import tracker
 from eventtracking.django.django_tracker import override_default_tracker
 
@@ -43,6 +44,8 @@ ERB_ROUTERS = {
         "aspects_sink.xapi.backend.SyncClickHouseEventsRouter"
     ),
 }
+# ERB's XAPI_AGENT_IFI_TYPE that names the actor by the anonymous external id, as Aspects' models expect.
+ANONYMOUS_ACTOR = "external_id"
 PER_EVENT_TASK_ENGINE = "eventtracking.backends.async_routing.AsyncRoutingBackend"
 IN_PROCESS_ENGINE = "aspects_sink.xapi.backend.InProcessRoutingBackend"
 
@@ -92,8 +95,25 @@ def wire_tracker() -> None:
         if toggles.xapi_enabled():
             log.info("aspects_sink: event-routing-backends' xapi backend is not configured; no xAPI to ClickHouse")
         return
+    check_actor_is_anonymous(settings)
     if tracker.TRACKERS.get(tracker.DEFAULT_TRACKER_NAME) is not None and not _live_tracker_is_wired():
         override_default_tracker()
+
+
+def check_actor_is_anonymous(config: Any) -> None:
+    """
+    Refuse to start when ERB would name actors by a personal identifier (``mbox``: the email,
+    ``mbox_sha1sum``: its hash): statements would carry it into ClickHouse, where it can be neither left out
+    with ASPECTS_ENABLE_PII off nor found again once the account is retired and renamed. Aspects identifies
+    actors by the anonymous external id, which retirement unlinks from the learner.
+    """
+    identifier = getattr(config, "XAPI_AGENT_IFI_TYPE", ANONYMOUS_ACTOR)
+    if identifier != ANONYMOUS_ACTOR:
+        raise ImproperlyConfigured(
+            f"aspects-sink: XAPI_AGENT_IFI_TYPE is {identifier!r}, so xAPI statements would carry the learner's "
+            f"personal identifier into ClickHouse. Set XAPI_AGENT_IFI_TYPE to {ANONYMOUS_ACTOR!r} (Aspects' "
+            "default), or turn ASPECTS_SINK_XAPI_ENABLED off to keep statements out of ClickHouse."
+        )
 
 
 def _live_tracker_is_wired() -> bool:

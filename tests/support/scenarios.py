@@ -238,6 +238,26 @@ def live_activity_and_its_tracking_logs(plain: str, gzipped: str) -> dict:
     return {"course": str(course), "emitted": emitted}
 
 
+def a_site_at_work_and_its_tracking_log(course: str, studied: str, log: str) -> dict:
+    """
+    Learners register, enroll and change in ``course`` (:func:`make_every_kind_of_change`, one retired), then
+    four learners go through ``studied`` four times; every event the LMS emitted meanwhile (enrollments'
+    included) is written to ``log`` as the rotated, gzipped tracking log would hold it. Returns how many.
+    """
+    import gzip
+
+    from common.djangoapps.student.helpers import create_user
+    from devstack_tools import learner_activity as activity
+
+    with activity.recording() as events:
+        make_every_kind_of_change(course)
+        learners = [create_user(f"worker{i}", f"worker{i}@example.com", name=f"Worker {i}") for i in range(4)]
+        activity.emit_rounds(studied, [learner.username for learner in learners], rounds=4)
+    with gzip.open(log, "wt") as tracking_log:
+        tracking_log.writelines(activity.tracking_log_line(event) + "\n" for event in events)
+    return {"events": len(events)}
+
+
 # -- the platform's plugin machinery -------------------------------------------------------------
 
 
@@ -278,3 +298,106 @@ def tag_a_course_and_a_block(course: str) -> dict:
     tagging.tag_object(str(problem.location), taxonomy, ["Physics"])
     tagging.delete_object_tags(course)
     return {"problem": str(problem.location)}
+
+
+# -- retirement, step by step, as the retirement pipeline's driver calls the LMS ---------------------------
+
+
+def enroll_learners(prefix: str, count: int, course: str) -> list[int]:
+    """Register ``count`` learners with profiles, enroll each in ``course``; return their ids."""
+    from common.djangoapps.student.helpers import create_user
+    from common.djangoapps.student.models import CourseEnrollment
+    from opaque_keys.edx.keys import CourseKey
+
+    ids = []
+    for number in range(count):
+        user = create_user(f"{prefix}{number}", f"{prefix}{number}@example.com", name=f"{prefix} {number}", city="Lyon")
+        CourseEnrollment.enroll(user, CourseKey.from_string(course))
+        ids.append(user.id)
+    return ids
+
+
+def retire_misc(usernames: list[str]) -> None:
+    """The pipeline's ``retire_misc`` requests (USER_RETIRE_LMS_MISC; accounts keep their usernames)."""
+    from openedx.core.djangoapps.user_api.accounts.views import LMSAccountRetirementView
+
+    for username in usernames:
+        LMSAccountRetirementView().post(username)
+
+
+def save_profile(usernames: list[str], city: str) -> int:
+    """Learners save their profiles between the pipeline's steps (post_save with the real username)."""
+    from common.djangoapps.student.models import UserProfile
+
+    saved = 0
+    for profile in UserProfile.objects.filter(user__username__in=usernames):
+        profile.city = city
+        profile.save()
+        saved += 1
+    return saved
+
+
+def retire(usernames: list[str]) -> None:
+    """The pipeline's ``retire`` requests: clear the profile, delete its images, rename the account."""
+    from openedx.core.djangoapps.user_api.accounts.views import AccountRetirementView
+
+    for username in usernames:
+        AccountRetirementView().post(username)
+
+
+def retired_users() -> list[int]:
+    """The users the LMS recorded as retired."""
+    from aspects_sink.models import RetiredUser
+
+    return sorted(RetiredUser.objects.values_list("user_id", flat=True))
+
+
+def forget_health(sink: str) -> None:
+    """Forget what the drains recorded of a sink, as a fresh installation has (a test's clean-up)."""
+    from aspects_sink.models import SinkHealth
+
+    SinkHealth.objects.filter(sink=sink).delete()
+
+
+def make_superuser(username: str, password: str) -> None:
+    """A staff superuser for the admin (edx-platform's ``createsuperuser``, without the prompts)."""
+    from django.contrib.auth.models import User
+
+    if not User.objects.filter(username=username).exists():
+        User.objects.create_superuser(username, f"{username}@example.com", password)
+
+
+def park_dead_letters(sink: str, object_ids: list, reason: str) -> list:
+    """Outbox entries parked as dead letters with ``reason``, as the drain parks them; returns their ids."""
+    from django.utils import timezone
+
+    from aspects_sink.models import OutboxEntry, XapiStatement
+
+    parked = [
+        OutboxEntry.objects.create(sink=sink, object_id=str(object_id), state="dead", attempts=3, last_error=reason)
+        for object_id in object_ids
+    ]
+    XapiStatement.objects.create(
+        event_id="00000000-0000-0000-0000-00000000dead",
+        emission_time=timezone.now(),
+        statement="{}",
+        state="dead",
+        attempts=8,
+        last_error=reason,
+    )
+    return [entry.id for entry in parked]
+
+
+def dead_letter_states(ids: list) -> dict:
+    """The state of these outbox entries by id ("gone" once a drain has delivered them)."""
+    from aspects_sink.models import OutboxEntry
+
+    found = dict(OutboxEntry.objects.filter(id__in=ids).values_list("id", "state"))
+    return {str(each): found.get(each, "gone") for each in ids}
+
+
+def delete_dead_letters() -> int:
+    """Remove every dead letter (outbox entries and xAPI statements): a test's clean-up."""
+    from aspects_sink.models import OutboxEntry, XapiStatement
+
+    return OutboxEntry.objects.filter(state="dead").delete()[0] + XapiStatement.objects.filter(state="dead").delete()[0]

@@ -7,7 +7,13 @@ import logging
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from aspects_sink.transport import ClickHouseRejected, ClickHouseUnavailable, ColumnBatch, ConnectionConfig
+from aspects_sink.transport import (
+    ClickHouseMisconfigured,
+    ClickHouseRejected,
+    ClickHouseUnavailable,
+    ColumnBatch,
+    ConnectionConfig,
+)
 from aspects_sink.transport.client import ClickHouseTransport, classify
 
 
@@ -15,14 +21,14 @@ from aspects_sink.transport.client import ClickHouseTransport, classify
     ("error", "kind"),
     [
         (OperationalError("connection refused"), ClickHouseUnavailable),
-        (DatabaseError("Code: 516. DB::Exception: default: Authentication failed"), ClickHouseUnavailable),
+        (DatabaseError("Code: 516. DB::Exception: default: Authentication failed"), ClickHouseMisconfigured),
         (DatabaseError("Code: 252. DB::Exception: Too many parts"), ClickHouseUnavailable),
-        (DatabaseError("Code: 60. DB::Exception: Table x does not exist"), ClickHouseUnavailable),
+        (DatabaseError("Code: 60. DB::Exception: Table x does not exist"), ClickHouseMisconfigured),
         (DatabaseError("Code: 469. DB::Exception: Constraint violated"), ClickHouseRejected),
         (DatabaseError("Code: 27. DB::Exception: Cannot parse input"), ClickHouseRejected),
     ],
 )
-def test_errors_are_sorted_into_wait_or_reject(error, kind):
+def test_errors_are_sorted_into_wait_pause_or_reject(error, kind):
     assert isinstance(classify(error, "insert"), kind)
 
 
@@ -53,7 +59,11 @@ def test_insert_writes_only_the_columns_an_existing_table_has(embedded_clickhous
     """An Aspects-created table without our ``version`` column still takes our rows, by column name."""
     embedded_clickhouse.command("CREATE TABLE event_sink.legacy (name String, id Int32) ENGINE = MergeTree ORDER BY id")
     batch = ColumnBatch(
-        "legacy", ("id", "name", "version"), ("Int32", "String", "UInt64"), ([1, 2], ["a", "b"], [7, 7])
+        "legacy",
+        ("id", "name", "version"),
+        ("Int32", "String", "UInt64"),
+        ([1, 2], ["a", "b"], [7, 7]),
+        optional_columns=frozenset({"version"}),
     )
     assert embedded_clickhouse.insert(batch) == 2
     assert embedded_clickhouse.rows("SELECT id, name FROM event_sink.legacy ORDER BY id") == [(1, "a"), (2, "b")]

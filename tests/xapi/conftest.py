@@ -45,3 +45,24 @@ def devstack_clickhouse(devstack, settings, db):
     settings.ASPECTS_SINK_XAPI_TABLE = f"xapi_events_{uuid.uuid4().hex[:10]}"
     call_command("aspects_sink_schema", verbosity=0)
     return get_transport()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server in its own process, IAM authentication on (see tests.support.object_storage)."""
+    from tests.support.object_storage import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_environment(s3_server, monkeypatch):
+    """The S3 server's address and credentials in boto3's usual variables, as a pod would have them."""
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    return s3_server

@@ -1,19 +1,23 @@
 """
-``aspects_sink_xapi_history``: tracking-log files (plain and gzip) into the raw xAPI table with ERB's
-transformers; killed halfway, it resumes from its checkpoint; history overlapping what the live route
-already sent, or imported twice, adds no row after FINAL.
+``aspects_sink_xapi_history``: tracking logs (plain and gzip) in a bucket of moto's S3 server into the raw
+xAPI table with ERB's transformers, two worker processes side by side; the whole pod killed halfway, it
+resumes from its checkpoints in the LMS database; history overlapping what the live route already sent, or
+imported twice, adds no row after FINAL.
 """
 
 from __future__ import annotations
 
-import json
+import gzip
+import os
 import signal
 import subprocess
 import sys
+import uuid
 
 from processes import DEVSTACK_DIR
 
 from tests.support import scenarios
+from tests.support.object_storage import rotated_logs
 
 HISTORY_TABLE = "xapi_history"
 
@@ -29,12 +33,15 @@ def statement_ids(client, table: str, course: str, *, final: bool = False) -> li
     ]
 
 
-def test_history_resumes_after_a_kill_and_collapses_into_the_live_statements(devstack, tmp_path):
-    plain, gzipped, checkpoint = tmp_path / "tracking.log", tmp_path / "tracking.log.1.gz", tmp_path / "checkpoint.json"
+def test_history_resumes_after_a_kill_and_collapses_into_the_live_statements(devstack, s3_environment, tmp_path):
+    plain, gzipped = tmp_path / "tracking.log", tmp_path / "tracking.log.1.gz"
     done = devstack.run_function(
         "lms", scenarios.live_activity_and_its_tracking_logs, plain=str(plain), gzipped=str(gzipped)
     )
     assert done["emitted"] == 200
+    lines = plain.read_text().splitlines() + gzip.decompress(gzipped.read_bytes()).decode().splitlines()
+    bucket = f"logs-{uuid.uuid4().hex[:12]}"
+    s3_environment.bucket_of_logs(bucket, rotated_logs(lines, "lms/", [f"2026-01-0{day}" for day in range(1, 5)]))
     client = devstack.clickhouse_client()
     live = devstack.wait_for(
         lambda: (ids := statement_ids(client, "xapi_events_all", done["course"])) and len(ids) >= 200 and ids,
@@ -44,23 +51,22 @@ def test_history_resumes_after_a_kill_and_collapses_into_the_live_statements(dev
     devstack.update_settings(ASPECTS_SINK_XAPI_TABLE=HISTORY_TABLE)  # history into a table of its own
     try:
         devstack.manage("lms", "aspects_sink_schema")
-        history = ("aspects_sink_xapi_history", str(plain), str(gzipped), "--checkpoint", str(checkpoint))
+        history = ("aspects_sink_xapi_history", f"s3://{bucket}/lms/", "--workers", "2", "--batch_size", "10")
         # Two seconds between batches: however slow this machine, it is killed long before it could finish.
         slow = subprocess.Popen(
             [sys.executable, str(DEVSTACK_DIR / "manage.py"), "lms", *history,
-             "--batch_size", "20", "--sleep_between_batches_secs", "2", "--no-progress"],
-            env=devstack.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--sleep_between_batches_secs", "2", "--no-progress"],
+            env=devstack.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-        devstack.wait_for(lambda: checkpoint.exists() and sum(json.loads(checkpoint.read_text()).values()) >= 40)
-        slow.send_signal(signal.SIGKILL)
+        devstack.wait_for(lambda: len(statement_ids(client, HISTORY_TABLE, done["course"])) >= 40)
+        os.killpg(slow.pid, signal.SIGKILL)  # the pod dies: the command and its workers
         slow.wait()
-        lines_done = sum(json.loads(checkpoint.read_text()).values())
         assert 40 <= len(statement_ids(client, HISTORY_TABLE, done["course"])) < 200
 
-        resumed = devstack.manage("lms", *history, "--resume", "--batch_size", "20").stdout
-        assert f"{201 - lines_done} lines read" in resumed  # from the checkpoint on
+        resumed = devstack.manage("lms", *history, "--resume").stdout
+        assert "4 logs" in resumed and " 201 lines read" not in resumed  # from the checkpoints on
         rows = statement_ids(client, HISTORY_TABLE, done["course"])
-        assert len(rows) <= 200 + 20  # at most the batch in flight at the kill was sent twice
+        assert len(rows) <= 200 + 2 * 10  # at most the batch in flight in each worker at the kill was sent twice
         assert sorted(statement_ids(client, HISTORY_TABLE, done["course"], final=True)) == sorted(live)
 
         again = devstack.manage("lms", *history).stdout  # the whole history again, from the start

@@ -101,7 +101,8 @@ def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
     dead = XapiStatement.objects.filter(state=XapiStatement.DEAD)
     assert dead.count() == 2  # the bound: the oldest was evicted...
     evicted = [record.getMessage() for record in caplog.records if "evicted the oldest" in record.getMessage()]
-    assert len(evicted) == 1 and "video/verbs" in evicted[0]  # ...and logged with its statement
+    assert len(evicted) == 1 and "video/verbs" not in evicted[0]  # ...and logged by id, never with its statement
+    assert "object_id" not in evicted[0] and "error " in evicted[0]  # its id and the error's class
     assert all("no_video" in entry.last_error for entry in dead)
 
     output = io.StringIO()

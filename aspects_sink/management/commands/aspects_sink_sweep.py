@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from aspects_sink import delivery, outbox, scheduling
+from aspects_sink import delivery, outbox, scheduling, status
 
 
 class Command(BaseCommand):
@@ -19,6 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--drain", action="store_true", help="send pending entries now, in this process")
 
     def handle(self, *args, **options):
+        status.record_sweep()  # run from cron instead of Celery beat, it is the periodic sweep
         pending = {name: summary for name, summary in outbox.summaries().items() if summary.pending}
         if not pending:
             self.stdout.write("Nothing pending.")

@@ -1,0 +1,61 @@
+"""
+Mutations followed to their end. ClickHouse acknowledges ``ALTER TABLE … DELETE`` when it has queued the
+mutation, not when the rows are gone; a mutation can fail (``latest_fail_reason``) and be retried by the
+server forever. A retirement is acknowledged only once ``system.mutations`` shows its mutations done
+(``is_done``): a failing one raises :class:`MutationNotDone` with ClickHouse's reason, and so does one
+still running after ``ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS``; the drain then retries the
+retirement later, as for any rejected batch, and it shows in the sink's health until it succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aspects_sink.conf import aspects_settings
+from aspects_sink.transport import ClickHouseTransport, TransportError
+
+
+class MutationNotDone(RuntimeError):
+    """A mutation ClickHouse reports failing, or one not done in time; the message names table, id and reason."""
+
+
+_UNFINISHED = (
+    "SELECT mutation_id, latest_fail_reason FROM system.mutations "
+    "WHERE database = {database:String} AND table = {table:String} AND create_time >= {since:DateTime} "
+    "AND NOT is_done ORDER BY create_time"
+)
+
+
+def run(transport: ClickHouseTransport, sql: str, parameters: dict, settings: dict, mutates: str) -> None:
+    """Run a mutation of ``mutates`` (``database.table``) and wait until ``system.mutations`` shows it done."""
+    since = transport.rows("SELECT now()")[0][0]
+    try:
+        transport.command(sql, parameters, settings)
+    except TransportError:
+        # A server that runs the mutation at once (or ``mutations_sync``) reports its failure here: report it
+        # as the mutation's, with ClickHouse's reason, when system.mutations shows it failing.
+        wait(transport, mutates, since, timeout=0)
+        raise
+    wait(transport, mutates, since)
+
+
+def wait(transport: ClickHouseTransport, mutates: str, since, timeout: float | None = None) -> None:
+    """Wait for the mutations of ``mutates`` created since ``since``; raise :class:`MutationNotDone`."""
+    database, _, table = mutates.partition(".")
+    if timeout is None:
+        timeout = float(aspects_settings.ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS)
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        unfinished = transport.rows(_UNFINISHED, {"database": database, "table": table, "since": since})
+        if not unfinished:
+            return
+        failing = [(mutation_id, reason) for mutation_id, reason in unfinished if reason]
+        if failing:
+            mutation_id, reason = failing[0]
+            raise MutationNotDone(f"{mutates}: mutation {mutation_id} fails: {reason}")
+        if time.monotonic() > deadline:
+            ids = ", ".join(mutation_id for mutation_id, _ in unfinished)
+            raise MutationNotDone(f"{mutates}: mutations {ids} not done after {timeout:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)

@@ -1,0 +1,288 @@
+"""
+Where the history import reads tracking logs from: files on disk, or objects in S3-compatible storage.
+
+A source lists its logs in a stable order (file arguments as given, object keys sorted) and opens one as a
+stream of bytes; :func:`log_lines` gunzips it on the fly when it is gzip, so no log is ever held in memory
+whole. Object storage is read with boto3 (docs/decisions/0011-history-from-object-storage.rst): credentials
+come from the source configuration or boto3's usual chain (environment, shared files, web identity,
+container and instance roles), and no error message or log line ever shows them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import io
+import json
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import urlsplit
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_READ_SIZE = 1024 * 1024
+# The day in a rotated log's name: tracking.log-20240102.gz, tracking.log-2024-01-02-1704153600.gz, ...
+_DAY_IN_NAME = re.compile(r"(?<!\d)(20\d\d)-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
+# event-routing-backends' transform_tracking_logs names libcloud providers; these are the ones read here.
+ERB_PROVIDERS = ("LOCAL", "S3", "MINIO")
+
+
+class SourceError(Exception):
+    """The logs cannot be listed or read: a missing bucket or directory, refused credentials, no endpoint."""
+
+
+class CorruptLog(Exception):
+    """One log cannot be read to its end (a corrupt or truncated gzip member); the others still can."""
+
+
+@dataclass(frozen=True)
+class LogObject:
+    """One tracking log: ``key`` is an object's key in ``source`` (``s3://bucket``), or a file's absolute path."""
+
+    source: str
+    key: str
+    size: int  # bytes as stored (compressed, for a gzip log)
+    modified: datetime.datetime
+
+    @property
+    def name(self) -> str:
+        """How reports name it: ``s3://bucket/key``, or the file's path."""
+        return f"{self.source}/{self.key}" if self.source.startswith("s3://") else self.key
+
+    @property
+    def day(self) -> datetime.date:
+        """The day in its name (logrotate's date extension), else the day it was last modified."""
+        found = _DAY_IN_NAME.search(self.key.rsplit("/", 1)[-1])
+        if found:
+            return datetime.date(*(int(part) for part in found.groups()))
+        return self.modified.date()
+
+
+class LogSource(Protocol):
+    """What the import needs of a place holding logs."""
+
+    def objects(self) -> list[LogObject]:
+        """Every log, in the order to import them; raises SourceError."""
+
+    def open(self, log: LogObject) -> BinaryIO:
+        """The log's bytes as stored, as a stream; raises SourceError."""
+
+
+class FileSource:
+    """Files given one by one (kept in that order), or the files of a directory whose names start with a prefix."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    @classmethod
+    def directory(cls, directory: Path, prefix: str = "") -> FileSource:
+        if not directory.is_dir():
+            raise SourceError(f"no such directory: {directory}")
+        return cls(sorted(path for path in directory.iterdir() if path.is_file() and path.name.startswith(prefix)))
+
+    def objects(self) -> list[LogObject]:
+        missing = [str(path) for path in self.paths if not path.is_file()]
+        if missing:
+            raise SourceError(f"no such file: {', '.join(missing)}")
+        logs = []
+        for path in self.paths:
+            stat = path.stat()
+            modified = datetime.datetime.fromtimestamp(stat.st_mtime, tz=datetime.UTC)
+            logs.append(LogObject("file", str(path.resolve()), stat.st_size, modified))
+        return logs
+
+    def open(self, log: LogObject) -> BinaryIO:
+        try:
+            return open(log.key, "rb")
+        except OSError as error:
+            raise SourceError(f"{log.name}: {error.strerror}") from error
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Bucket, prefix and how to reach them; ``None`` leaves a value to boto3's usual places."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never show the secrets, even in a traceback
+        return f"S3Location(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
+
+
+class S3Source:
+    """The objects under a prefix of a bucket, in key order (listed page by page, read as streams)."""
+
+    def __init__(self, location: S3Location):
+        self.location = location
+        self._client = None
+        self._client_pid = 0
+
+    @property
+    def client(self):
+        """A boto3 client of this process's own: a forked worker never shares its parent's connections."""
+        if self._client is None or self._client_pid != os.getpid():
+            import boto3  # noqa: PLC0415 - only an import from object storage needs it
+            from botocore.config import Config  # noqa: PLC0415
+
+            self._client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.location.endpoint_url,
+                region_name=self.location.region,
+                aws_access_key_id=self.location.access_key,
+                aws_secret_access_key=self.location.secret_key,
+                aws_session_token=self.location.session_token,
+                config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+            )
+            self._client_pid = os.getpid()
+        return self._client
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.location.bucket}"
+
+    def objects(self) -> list[LogObject]:
+        with self._errors():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.location.bucket, Prefix=self.location.prefix
+            )
+            logs = [
+                LogObject(self.url, item["Key"], item["Size"], item["LastModified"])
+                for page in pages
+                for item in page.get("Contents", ())
+                if not item["Key"].endswith("/")
+            ]
+        return sorted(logs, key=lambda log: log.key)
+
+    def open(self, log: LogObject) -> BinaryIO:
+        with self._errors(log.name):
+            return self.client.get_object(Bucket=self.location.bucket, Key=log.key)["Body"]
+
+    def _errors(self, what: str = ""):
+        return _S3Errors(self.location, what)
+
+
+class _S3Errors:
+    """boto3's errors as one line an operator can act on, naming the bucket (or object) and never a secret."""
+
+    REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"}
+
+    def __init__(self, location: S3Location, what: str):
+        self.location = location
+        self.what = what or f"s3://{location.bucket}/{location.prefix}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None:
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: PLC0415
+
+        if isinstance(error, NoCredentialsError):
+            raise SourceError(
+                f"{self.what}: no S3 credentials found (give key and secret in --source_config, set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with a role)"
+            ) from None
+        if isinstance(error, ClientError):
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                raise SourceError(f"bucket {self.location.bucket!r} does not exist") from None
+            if code == "NoSuchKey":
+                raise SourceError(f"{self.what}: no such object") from None
+            if code in self.REFUSED:
+                raise SourceError(f"{self.what}: S3 refused the credentials ({code})") from None
+            raise SourceError(f"{self.what}: S3 error {code or error}") from None
+        if isinstance(error, BotoCoreError):
+            raise SourceError(f"{self.what}: {error}") from None
+        return False
+
+
+def source_from_argument(argument: str, endpoint_url: str | None = None) -> LogSource:
+    """A positional argument: ``s3://bucket/prefix`` or a file's path."""
+    if not argument.startswith("s3://"):
+        return FileSource([Path(argument)])
+    parts = urlsplit(argument)
+    if not parts.netloc:
+        raise SourceError(f"{argument}: no bucket in the URL")
+    return S3Source(S3Location(parts.netloc, parts.path.lstrip("/"), endpoint_url=endpoint_url))
+
+
+def source_from_erb_options(provider: str, config: str) -> LogSource:
+    """
+    The source ``transform_tracking_logs --source_provider P --source_config JSON`` reads, so an operator's
+    invocation carries over: ``container`` and ``prefix`` as there; for S3 and MINIO libcloud's ``key``,
+    ``secret``, ``token``, ``region``, ``host``, ``port``, ``secure``; for LOCAL ``key`` is the base directory
+    and ``container`` a directory in it.
+    """
+    try:
+        options = json.loads(config)
+        container, prefix = options.pop("container"), options.pop("prefix")
+    except (ValueError, AttributeError):
+        raise SourceError("--source_config is not a JSON object") from None
+    except KeyError:
+        raise SourceError(
+            "--source_config must define 'container' and 'prefix', as transform_tracking_logs asks"
+        ) from None
+    if provider == "LOCAL":
+        return FileSource.directory(Path(options.get("key", ".")) / container, prefix)
+    if provider in ("S3", "MINIO"):
+        endpoint_url = None
+        if options.get("host"):
+            secure = options.get("secure", True)
+            port = f":{options['port']}" if options.get("port") else ""
+            endpoint_url = f"{'https' if secure else 'http'}://{options['host']}{port}"
+        return S3Source(
+            S3Location(
+                container,
+                prefix,
+                endpoint_url=endpoint_url,
+                region=options.get("region"),
+                access_key=options.get("key"),
+                secret_key=options.get("secret"),
+                session_token=options.get("token"),
+            )
+        )
+    raise SourceError(f"--source_provider {provider} is not supported here; use one of {', '.join(ERB_PROVIDERS)}")
+
+
+class CountingReader(io.RawIOBase):
+    """A stream's bytes as a raw file object, counting how many were read (progress in stored bytes)."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        self.bytes_read += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+def log_lines(stream: CountingReader) -> Iterator[bytes]:
+    """
+    The lines of a log, gunzipped when it is gzip (by its first bytes, whatever its name), every member of a
+    multi-member file included. A corrupt or truncated gzip raises CorruptLog where it is found.
+    """
+    buffered = io.BufferedReader(stream, _READ_SIZE)
+    reader = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == _GZIP_MAGIC else buffered
+    try:
+        yield from reader
+    except (OSError, EOFError, zlib.error) as error:
+        raise CorruptLog(f"corrupt gzip: {error}") from None

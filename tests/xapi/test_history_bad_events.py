@@ -1,0 +1,45 @@
+"""
+An event the history import cannot store (a lone surrogate in its text, which UTF-8 cannot carry) is reported
+by file and line with the reason; the other events go in, the summary and the exit code say so, and
+``--resume`` carries on past it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from common.djangoapps.student.helpers import create_user
+from devstack_tools import learner_activity as activity
+from django.core.management import CommandError, call_command
+from xmodule.modulestore.course_builder import create_course
+
+from tests.support.xapi import raw_rows
+
+
+@pytest.fixture
+def tracking_log(db, tmp_path):
+    """A learner's round of five events as a tracking log; the fourth (problem_check) holds a lone surrogate."""
+    course = activity.CourseBlocks.of(create_course("BadX", "Surrogate", "2026", "Bad events", blocks=60))
+    learner = create_user("surrogate", "surrogate@example.com", name="Surrogate")
+    with activity.recording() as events:
+        activity.emit(learner, course, activity.round_of_events(learner, course))
+    lines = [json.loads(activity.tracking_log_line(event)) for event in events]
+    assert lines[3]["name"] == activity.PROBLEM_CHECK
+    for submission in lines[3]["event"]["submission"].values():
+        submission["answer"] = "\ud800"
+    path = tmp_path / "tracking.log"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="ascii")  # \ud800 escaped
+    return path
+
+
+def test_an_event_with_a_lone_surrogate_is_reported_and_the_others_go_in(devstack_clickhouse, tracking_log, capsys):
+    with pytest.raises(CommandError, match="1 event could not be imported"):
+        call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress")
+    output = capsys.readouterr()
+    assert f"{tracking_log} line 4" in output.out + output.err
+    assert "surrogate" in output.out + output.err  # the reason
+    assert raw_rows(devstack_clickhouse) == 4
+
+    call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress", "--resume")  # past it, quietly
+    assert raw_rows(devstack_clickhouse) == 4

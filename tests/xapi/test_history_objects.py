@@ -1,0 +1,136 @@
+"""
+``aspects_sink_xapi_history`` over object storage (moto's S3 server in its own process): the rotated,
+gzipped tracking logs of learners' activity under a prefix arrive once, with the live route's statement
+ids, filtered by the day in their names; ERB's ``--source_provider``/``--source_config`` read the same;
+wrong credentials, a missing bucket and a corrupt object give clear errors, the last without stopping
+the run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+
+import pytest
+from common.djangoapps.student.helpers import create_user
+from devstack_tools import learner_activity as activity
+from django.core.management import CommandError, call_command
+from xmodule.modulestore.course_builder import create_course
+
+from aspects_sink.models import XapiStatement
+from aspects_sink.sinks.xapi_statements import raw_table
+from tests.support.object_storage import rotated_logs
+
+DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
+
+
+@pytest.fixture
+def activity_lines(db) -> list[str]:
+    """Three learners' two rounds in a course, sent live (30 statements queued) and as tracking-log lines."""
+    course = activity.CourseBlocks.of(create_course("BucketX", uuid.uuid4().hex[:8], "2026", "Bucket", blocks=60))
+    learners = [create_user(f"bucket{i}", f"bucket{i}@example.com", name=f"Bucket {i}") for i in range(3)]
+    with activity.recording() as events:
+        for step in range(2):
+            for learner in learners:
+                activity.emit(learner, course, activity.round_of_events(learner, course, step))
+    lines = [activity.tracking_log_line(event) for event in events]
+    lines.insert(5, '{"name": "edx.bi.user.account.registered", "event": {}, "time": "2026-01-01T00:00:00+00:00"}')
+    return lines
+
+
+def live_ids() -> list[str]:
+    return sorted(str(event_id) for event_id in XapiStatement.objects.values_list("event_id", flat=True))
+
+
+def history_ids(transport, *, final: bool = False) -> list[str]:
+    table = raw_table().insert_target
+    query = f"SELECT toString(event_id) FROM {table}{' FINAL' if final else ''}"
+    return sorted(row[0] for row in transport.rows(query))
+
+
+def new_bucket() -> str:
+    return f"logs-{uuid.uuid4().hex[:12]}"
+
+
+def run(*arguments: str, capsys) -> str:
+    call_command("aspects_sink_xapi_history", *arguments, "--no-progress")
+    return capsys.readouterr().out
+
+
+def test_a_buckets_logs_arrive_once_with_the_live_routes_ids(
+    devstack_clickhouse, s3_environment, activity_lines, capsys
+):
+    bucket = new_bucket()
+    s3_environment.bucket_of_logs(
+        bucket,
+        {
+            **rotated_logs(activity_lines, "tracking/", DAYS),
+            "tracking/tracking.log-20251231.gz": activity_lines,  # before --from-date: left out
+            "elsewhere/tracking.log": activity_lines,  # not under the prefix
+        },
+    )
+    url = f"s3://{bucket}/tracking/"
+
+    dry = run(url, "--from-date", DAYS[0], "--dry-run", capsys=capsys)
+    assert "3 logs" in dry and "31 lines, 31 events" in dry
+    assert all(f"tracking.log-{day.replace('-', '')}.gz" in dry for day in DAYS)
+    assert history_ids(devstack_clickhouse) == []
+
+    out = run(url, "--from-date", DAYS[0], "--batch_size", "7", capsys=capsys)
+    assert "3 logs" in out and "31 lines read: 30 statements written" in out
+    assert history_ids(devstack_clickhouse) == live_ids()  # every statement once, the live route's ids
+
+    # transform_tracking_logs' options, as an operator already runs it against MinIO
+    erb_config = {
+        "container": bucket,
+        "prefix": "tracking/tracking.log-2026",
+        "key": s3_environment.credentials.access_key,
+        "secret": s3_environment.credentials.secret_key,
+        "host": "127.0.0.1",
+        "port": s3_environment.port,
+        "secure": False,
+    }
+    erb_options = ("--source_provider", "MINIO", "--source_config", json.dumps(erb_config), "--transformer_type=xapi")
+    assert "0 lines read" in run(*erb_options, "--resume", capsys=capsys)  # all done before: nothing read again
+    assert "31 lines read: 30 statements written" in run(*erb_options, capsys=capsys)  # again, from the start
+    assert history_ids(devstack_clickhouse, final=True) == live_ids()  # collapsed
+
+
+def test_wrong_credentials_and_a_missing_bucket_are_named_and_no_secret_is_shown(
+    devstack_clickhouse, s3_environment, activity_lines, monkeypatch
+):
+    bucket = new_bucket()
+    s3_environment.bucket_of_logs(bucket, rotated_logs(activity_lines, "", DAYS))
+
+    with pytest.raises(CommandError, match=f"bucket '{bucket}x' does not exist"):
+        call_command("aspects_sink_xapi_history", f"s3://{bucket}x/", "--no-progress")
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-123")
+    with pytest.raises(CommandError, match=r"refused the credentials \(SignatureDoesNotMatch\)") as refused:
+        call_command("aspects_sink_xapi_history", f"s3://{bucket}/", "--no-progress")
+    assert f"s3://{bucket}/" in str(refused.value) and "not-the-secret-123" not in str(refused.value)
+
+    config = {"container": bucket, "prefix": "", "key": "AKIAUNKNOWN", "secret": "s3cr3t-value", "host": "127.0.0.1"}
+    config |= {"port": s3_environment.port, "secure": False}
+    with pytest.raises(CommandError, match=r"refused the credentials \(InvalidAccessKeyId\)") as unknown:
+        call_command("aspects_sink_xapi_history", "--source_provider=S3", f"--source_config={json.dumps(config)}")
+    assert "s3cr3t-value" not in str(unknown.value)
+    assert history_ids(devstack_clickhouse) == []
+
+
+def test_a_corrupt_object_is_reported_and_the_others_go_in(devstack_clickhouse, s3_environment, activity_lines, capsys):
+    bucket = new_bucket()
+    logs = rotated_logs(activity_lines, "", DAYS)
+    s3_environment.bucket_of_logs(bucket, logs)
+    good = gzip.compress(b"".join(line.encode() + b"\n" for line in activity_lines[:5]))
+    corrupt = good[: len(good) // 2] + b"\x00" * 40 + good[len(good) // 2 :]  # a damaged member
+    s3_environment.client().put_object(Bucket=bucket, Key="tracking.log-20260102-corrupt.gz", Body=corrupt)
+
+    with pytest.raises(CommandError, match="1 log could not be read to the end"):
+        call_command("aspects_sink_xapi_history", f"s3://{bucket}/", "--no-progress", "--batch_size", "4")
+    output = capsys.readouterr()
+    assert f"s3://{bucket}/tracking.log-20260102-corrupt.gz: line " in output.err
+    assert "corrupt gzip" in output.err
+    assert "3 logs could not" not in output.err
+    assert set(history_ids(devstack_clickhouse)) == set(live_ids())  # the good logs, whole
