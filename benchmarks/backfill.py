@@ -239,23 +239,24 @@ def seed(devstack: Devstack, *, users: int = 0, enrollments: int = 0, courses: i
         devstack.manage("lms", "seed_devstack", "--enrollments", str(missing_enrollments), timeout=7200)
 
 
-def virtualenv(name: str, requirements: list[str], *, devstack: bool = True) -> Path:
+def virtualenv(name: str, requirements: list[str], *, devstack: bool = True, depends_on: str = "") -> Path:
     """
-    A virtualenv of its own under .benchmarks/ (made once per set of requirements), with what the stand-in
-    LMS needs at the versions this environment runs (unless ``devstack`` is False: a service of its own,
-    such as an LRS). Each plugin gets one, so that neither runs with the other's dependencies or with the
-    test tools (chDB brings pandas, which clickhouse-connect then imports).
+    A virtualenv of its own under .benchmarks/ (made once per set of requirements, and per ``depends_on``: the
+    install requirements of a package installed editable), with what the stand-in LMS needs at the versions
+    this environment runs (unless ``devstack`` is False: a service of its own, such as an LRS). Each plugin
+    gets one, so that neither runs with the other's dependencies or with the test tools (chDB brings pandas,
+    which clickhouse-connect then imports).
     """
     venv = WORK_DIR / f"{name}-py{sys.version_info.major}.{sys.version_info.minor}"
     python = venv / "bin" / "python"
     if devstack:
         requirements = [*requirements, *(f"{package}=={version(package)}" for package in DEVSTACK_PACKAGES)]
-    stamp = venv / ".installed"
-    if not stamp.exists() or stamp.read_text() != "\n".join(requirements):
+    stamp, wanted = venv / ".installed", "\n".join([*requirements, *filter(None, [depends_on])])
+    if not stamp.exists() or stamp.read_text() != wanted:
         print(f"creating {venv}: {' '.join(requirements)}")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements], check=True)
-        stamp.write_text("\n".join(requirements))
+        stamp.write_text(wanted)
     return python
 
 
@@ -326,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     sizes = sorted({min(100_000, arguments.users), arguments.users})
-    ours_python = virtualenv("aspects-sink", ["--editable", str(REPO_ROOT)])
+    base = (REPO_ROOT / "requirements" / "base.in").read_text()
+    ours_python = virtualenv("aspects-sink", ["--editable", str(REPO_ROOT)], depends_on=base)
     legacy = [f"platform-plugin-aspects=={LEGACY_VERSION}"]
     legacy_python = None if arguments.no_legacy else virtualenv("legacy", legacy)
     runs = []
