@@ -10,8 +10,10 @@ Each dump runs as its own process, as an operator would run it; the figures are 
 to exit) and the peak RSS is that process's own (``wait4``). ClickHouse is the devstack's chDB endpoint, a
 separate process. Each plugin runs from a virtualenv of its own under ``.benchmarks/`` (created on first
 use) holding the plugin and what the stand-in LMS needs, nothing else. The existing plugin writes to
-database ``event_sink_legacy``, whose tables have Aspects' own layout, engines and keys.
-The seeded data is kept under ``.benchmarks/state-<db>`` and extended, never rebuilt, by later runs.
+database ``event_sink_legacy``, whose tables have Aspects' own layout, engines and keys (``aspects_schema``).
+aspects-sink's re-dumps are measured too: over rows ClickHouse already holds, unchanged (in its own tables
+and in Aspects') and all changed (in Aspects' tables, altered there). The seeded data is kept under
+``.benchmarks/state-<db>`` and extended, never rebuilt, by later runs.
 """
 
 from __future__ import annotations
@@ -31,15 +33,18 @@ BENCHMARKS_DIR = REPO_ROOT / "benchmarks"
 WORK_DIR = REPO_ROOT / ".benchmarks"
 sys.path.insert(0, str(DEVSTACK_DIR))
 
-from processes import Devstack  # noqa: E402 - devstack/ must be importable first
+from aspects_schema import create_aspects_tables  # noqa: E402 - devstack/ must be importable first
+from processes import Devstack  # noqa: E402
 
 LEGACY_VERSION = {(3, 12): "2.1.0", (3, 11): "1.1.2"}[sys.version_info[:2]]
 LEGACY_DATABASE = "event_sink_legacy"
 # What the stand-in LMS needs besides the plugin, at the versions this project's environment runs
-# (edx-platform ships event-routing-backends, and aspects-sink's xAPI path uses it).
+# (edx-platform ships event-routing-backends, and aspects-sink's xAPI path uses it; openedx-learning's
+# tagging app is one of the platform's apps).
 DEVSTACK_PACKAGES = (
     "Django",
     "edx-event-routing-backends",
+    "openedx-learning",
     "edx-opaque-keys",
     "django-model-utils",
     "event-tracking",
@@ -51,35 +56,6 @@ DEVSTACK_PACKAGES = (
 )
 BATCH_SIZE = "10000"
 ROW_OBJECTS = ("user_profile", "course_enrollment")
-
-# Aspects' own tables (see /work/shared/reference: columns in Aspects' order, its engines and keys): the
-# existing plugin writes CSV by position, so the order matters.
-LEGACY_TABLES = {
-    "course_overviews": (
-        "org String, course_key String, display_name String, course_start String, course_end String, "
-        "enrollment_start String, enrollment_end String, self_paced Bool, course_data_json String, "
-        "created String, modified String, dump_id UUID, time_last_dumped String",
-        "MergeTree ORDER BY (org, course_key, modified, time_last_dumped)",
-    ),
-    "course_blocks": (
-        "org String, course_key String, location String, display_name String, xblock_data_json String, "
-        "`order` Int32 DEFAULT 0, edited_on String, dump_id UUID, time_last_dumped String",
-        "MergeTree ORDER BY (org, course_key, location, edited_on, `order`)",
-    ),
-    "user_profile": (
-        "id Int32, user_id Int32, name String, username String DEFAULT '', email String DEFAULT '', "
-        "meta String, courseware String, language String, location String, year_of_birth String, "
-        "gender String, level_of_education String, mailing_address String, city String, country String, "
-        "state String, goals String, bio String, profile_image_uploaded_at String, phone_number String, "
-        "dump_id UUID, time_last_dumped String",
-        "ReplacingMergeTree PARTITION BY user_id % 100 ORDER BY (id, time_last_dumped)",
-    ),
-    "course_enrollment": (
-        "id Int32, course_key String, created String, is_active Bool, mode LowCardinality(String), "
-        "username String, user_id Int32, dump_id UUID, time_last_dumped String",
-        "MergeTree ORDER BY (course_key, user_id, time_last_dumped)",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -107,7 +83,7 @@ class Run:
 
     def __str__(self) -> str:
         return (
-            f"{self.plugin:<30} {self.what:<28} {self.seconds:6.1f}s {self.rows_per_second:>9,.0f}/s "
+            f"{self.plugin:<30} {self.what:<58} {self.seconds:6.1f}s {self.rows_per_second:>9,.0f}/s "
             f"{self.peak_rss_mb:4.0f} MB"
         )
 
@@ -120,9 +96,10 @@ class Plugins:
         self.ours_python = ours_python
         self.legacy_python = legacy_python
 
-    def ours(self, sink: str) -> Command:
+    def ours(self, sink: str, database: str | None = None) -> Command:
         argv = [str(self.ours_python), str(DEVSTACK_DIR / "manage.py"), "lms", "dump_data_to_clickhouse"]
         argv += ["--object", sink, "--batch_size", BATCH_SIZE, "--sleep_time", "0", "--no-progress"]
+        argv += ["--database", database] if database else []
         return Command(argv, self.devstack.env(), REPO_ROOT)
 
     def legacy(self, sink: str) -> Command:
@@ -199,6 +176,33 @@ class Benchmark:
                     fastest[name] = run
         self.runs.extend(fastest.values())
 
+    def redump(self, sink: str, what: str, expected: int) -> None:
+        """
+        aspects-sink's dump (without --force) when ClickHouse already holds the objects: unchanged, in its own
+        tables and in Aspects' (nothing is sent, no row added), and all changed in Aspects' tables (every row's
+        ``username`` altered in ClickHouse after the first dump, so every object differs and is sent again).
+        """
+        ours = "aspects-sink"
+        cases = (
+            ("event_sink", "same, own tables", False, expected),
+            (LEGACY_DATABASE, "same, Aspects' tables", False, expected),
+            (LEGACY_DATABASE, "all changed, Aspects'", True, 2 * expected),
+        )
+        for database, case, alter, rows_after in cases:
+            self.truncate(sink)
+            measure(ours, f"{what} first dump", expected, self.plugins.ours(sink, database), self.log)
+            if alter:
+                self.clickhouse.command(
+                    f"ALTER TABLE {database}.{sink} UPDATE username = concat(username, '~') WHERE 1",
+                    settings={"mutations_sync": 2},
+                )
+            run = measure(ours, f"{what} re-dump, {case}", expected, self.plugins.ours(sink, database), self.log)
+            held = self.count(database, sink, final=False)
+            if held != rows_after:
+                raise RuntimeError(f"{run.what}: {held:,} rows in {database}.{sink}, expected {rows_after:,}")
+            print(f"  {run}")
+            self.runs.append(run)
+
 
 def lms_count(devstack: Devstack, model: str) -> int:
     models = {
@@ -235,38 +239,38 @@ def seed(devstack: Devstack, *, users: int = 0, enrollments: int = 0, courses: i
         devstack.manage("lms", "seed_devstack", "--enrollments", str(missing_enrollments), timeout=7200)
 
 
-def virtualenv(name: str, requirements: list[str], *, devstack: bool = True) -> Path:
+def virtualenv(name: str, requirements: list[str], *, devstack: bool = True, depends_on: str = "") -> Path:
     """
-    A virtualenv of its own under .benchmarks/ (made once per set of requirements), with what the stand-in
-    LMS needs at the versions this environment runs (unless ``devstack`` is False: a service of its own,
-    such as an LRS). Each plugin gets one, so that neither runs with the other's dependencies or with the
-    test tools (chDB brings pandas, which clickhouse-connect then imports).
+    A virtualenv of its own under .benchmarks/ (made once per set of requirements, and per ``depends_on``: the
+    install requirements of a package installed editable), with what the stand-in LMS needs at the versions
+    this environment runs (unless ``devstack`` is False: a service of its own, such as an LRS). Each plugin
+    gets one, so that neither runs with the other's dependencies or with the test tools (chDB brings pandas,
+    which clickhouse-connect then imports).
     """
     venv = WORK_DIR / f"{name}-py{sys.version_info.major}.{sys.version_info.minor}"
     python = venv / "bin" / "python"
     if devstack:
         requirements = [*requirements, *(f"{package}=={version(package)}" for package in DEVSTACK_PACKAGES)]
-    stamp = venv / ".installed"
-    if not stamp.exists() or stamp.read_text() != "\n".join(requirements):
+    stamp, wanted = venv / ".installed", "\n".join([*requirements, *filter(None, [depends_on])])
+    if not stamp.exists() or stamp.read_text() != wanted:
         print(f"creating {venv}: {' '.join(requirements)}")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements], check=True)
-        stamp.write_text("\n".join(requirements))
+        stamp.write_text(wanted)
     return python
 
 
 def create_legacy_tables(devstack: Devstack) -> None:
+    """Aspects' own tables (its layout, engines and keys) in the existing plugin's database."""
     client = devstack.clickhouse_client(database="default")
-    client.command(f"CREATE DATABASE IF NOT EXISTS {LEGACY_DATABASE}")
-    for table, (columns, engine) in LEGACY_TABLES.items():
-        client.command(f"CREATE TABLE IF NOT EXISTS {LEGACY_DATABASE}.{table} ({columns}) ENGINE = {engine}")
+    create_aspects_tables(client, LEGACY_DATABASE)
     client.close()
 
 
 def report(runs: list[Run], ours: str = "aspects-sink") -> None:
     """Both plugins' figures per dump, and the ratio."""
     print()
-    heading = f"{'dump':<28} {'plugin':<30} {'seconds':>8} {'rows/s':>10} {'peak RSS':>9} {'speed-up':>9}"
+    heading = f"{'dump':<58} {'plugin':<30} {'seconds':>8} {'rows/s':>10} {'peak RSS':>9} {'speed-up':>9}"
     print(heading)
     print("-" * len(heading))
     by_what: dict[str, list[Run]] = {}
@@ -277,7 +281,7 @@ def report(runs: list[Run], ours: str = "aspects-sink") -> None:
         for run in group:
             ratio = f"{run.rows_per_second / baseline.rows_per_second:8.1f}×" if baseline and run.plugin == ours else ""
             print(
-                f"{what:<28} {run.plugin:<30} {run.seconds:8.1f} {run.rows_per_second:>10,.0f} "
+                f"{what:<58} {run.plugin:<30} {run.seconds:8.1f} {run.rows_per_second:>10,.0f} "
                 f"{run.peak_rss_mb:>6.0f} MB {ratio:>9}"
             )
 
@@ -298,6 +302,8 @@ def benchmark_size(arguments: argparse.Namespace, size: int, pythons: tuple, *, 
         print(f"{size:,} rows ({arguments.db}); commands and errors in {benchmark.log}")
         for sink, model in (("user_profile", "users"), ("course_enrollment", "enrollments")):
             benchmark.dump(sink, f"{sink} {size:,}", lms_count(devstack, model), (sink,))
+            if not arguments.no_redump:
+                benchmark.redump(sink, f"{sink} {size:,}", lms_count(devstack, model))
         if courses:
             count = lms_count(devstack, "courses")
             what = f"course_overviews {count:,}×{arguments.blocks_per_course}"
@@ -314,11 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--courses", type=int, default=500, help="courses for the course_overviews dump")
     parser.add_argument("--blocks-per-course", type=int, default=59)
     parser.add_argument("--no-legacy", action="store_true", help="measure aspects-sink only")
+    parser.add_argument(
+        "--no-redump", action="store_true", help="skip aspects-sink's re-dumps over rows ClickHouse already holds"
+    )
     parser.add_argument("--repeat", type=int, help="runs per dump, fastest kept (default 3 to 100k rows, else 1)")
     arguments = parser.parse_args(argv)
 
     sizes = sorted({min(100_000, arguments.users), arguments.users})
-    ours_python = virtualenv("aspects-sink", ["--editable", str(REPO_ROOT)])
+    base = (REPO_ROOT / "requirements" / "base.in").read_text()
+    ours_python = virtualenv("aspects-sink", ["--editable", str(REPO_ROOT)], depends_on=base)
     legacy = [f"platform-plugin-aspects=={LEGACY_VERSION}"]
     legacy_python = None if arguments.no_legacy else virtualenv("legacy", legacy)
     runs = []

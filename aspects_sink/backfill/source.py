@@ -4,11 +4,14 @@ One sink's objects as a backfill reads them: pages of primary keys in key order,
 Pages are found by keyset pagination (``pk > last ORDER BY pk LIMIT n``), never by COUNT and OFFSET, so
 each page costs the same however deep into a table of millions it is, and a page can be named by the last
 key it holds, which is what a checkpoint stores. The rows themselves come from the sink's own code, the
-same as the live path's.
+same as the live path's. Without ``--force`` a page keeps only the objects whose rows differ from the latest
+ones ClickHouse holds, compared page by page (``ChangeTracking``).
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +20,7 @@ from django.db.models import Q
 
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks import schema
-from aspects_sink.sinks.base import ModelSink, Sink, Stamp
+from aspects_sink.sinks.base import ModelSink, SerializationError, Sink, Stamp
 from aspects_sink.transport import ClickHouseTransport, ColumnBatch
 
 
@@ -54,52 +57,158 @@ class Page:
         return self.examined - len(self.keys)
 
 
+# The values of a row, written as text on both sides (ClickHouse writes what it holds, Python what the sink would
+# send), are joined by NUL and digested. A row whose values hold a NUL themselves, or a NULL (written as NUL), is
+# always sent: only rows with exactly one NUL between each two values can be told apart by their joined text.
+SEPARATOR = "\x00"
+# Objects named in one IN list when a page's rows cannot be found by a range: their values travel as query parameters.
+KEYS_PER_QUERY = 1000
+_COMPARISON_STAMP = Stamp(version=0, dumped_at=datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC))
+_INTEGER_TYPES = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField"}
+
+
+def _base_type(clickhouse_type: str) -> str:
+    for wrapper in ("Nullable(", "LowCardinality("):
+        if clickhouse_type.startswith(wrapper):
+            clickhouse_type = clickhouse_type[len(wrapper) : -1]
+    return clickhouse_type
+
+
+def _microseconds(value: datetime.datetime) -> str:
+    value = value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    return str((value - col.DateTime64.empty) // datetime.timedelta(microseconds=1))
+
+
+def text_sql(column: col.Column) -> str:
+    """SQL writing the value a table holds in ``column`` as the comparison's text (see ``texts``)."""
+    base, name = _base_type(column.clickhouse_type), schema.quote(column.name)
+    if base == "Bool":
+        text = f"toString(toUInt8({name}))"
+    elif base.startswith("DateTime64"):
+        text = f"toString(toUnixTimestamp64Micro({name}))"
+    else:
+        text = f"toString({name})"
+    return f"ifNull({text}, char(0))" if column.clickhouse_type.startswith("Nullable(") else text
+
+
+def texts(column: col.Column, values: Sequence[Any]) -> Sequence[str]:
+    """The values a sink sends in ``column`` (converted) as the comparison's text, as ``text_sql`` writes them."""
+    base = _base_type(column.clickhouse_type)
+    if base == "Bool":
+        return ["1" if value else "0" for value in values]
+    if base == "String" and set(map(type, values)) <= {str}:
+        return values
+    text = _microseconds if base.startswith("DateTime64") else str
+    return [SEPARATOR if value is None else text(value) for value in values]
+
+
 class ChangeTracking:
     """
-    Which objects changed since their last dump, for sinks whose table has a ``modified`` column (courses).
+    Which objects of a page differ from what ClickHouse holds, so that a backfill without ``--force`` sends only
+    those: on a table Aspects' migrations created (no ``version``) each object sent adds a row for good.
 
-    The last dump of every object is read from ClickHouse with one query for the whole table, the first
-    time it is needed, and compared with the model's own ``modified`` value converted as the sink converts
-    it, so equal means "already there".
+    For each page, one query (a range of the primary key when the table holds it, else IN lists of at most
+    ``KEYS_PER_QUERY`` keys) reads the latest row of each of the page's keys — the greatest ``version``, or on a
+    table without one the greatest ``time_last_dumped``, as Aspects' readers pick it — as an MD5 digest of the
+    columns the sink sends and the table has. The page's objects are serialized by the sink's own code and
+    digested the same way; an object is sent when its digest differs or ClickHouse has no row for it. Any doubt
+    (an object that cannot be serialized, a value written differently) sends the object: it is never skipped
+    unless ClickHouse holds exactly what would be sent.
     """
 
-    COLUMN = "modified"
-
-    def __init__(self, sink: ModelSink, key_column: col.Column, modified_column: col.Column):
+    def __init__(self, sink: ModelSink, pk):
         self.sink = sink
-        self.key_column = key_column
-        self.modified_column = modified_column
-        self._last_dumped: dict[str, str] | None = None
-
-    @classmethod
-    def of(cls, sink: ModelSink, pk_name: str) -> ChangeTracking | None:
-        """The sink's change tracking, or None if its rows carry no modification time or no primary key."""
-        modified = next((column for column in sink.columns if column.name == cls.COLUMN), None)
-        key = next((column for column in sink.columns if column.sources in ((pk_name,), ("pk",))), None)
-        if modified is None or key is None or len(modified.sources) != 1:
-            return None
-        return cls(sink, key, modified)
-
-    @property
-    def model_field(self) -> str:
-        return self.modified_column.sources[0]
+        pk_sources = {(pk.name,), (pk.attname,), ("pk",)}
+        self.pk_column = next((column for column in sink.columns if column.sources in pk_sources), None)
+        self.by_range = (
+            self.pk_column is not None
+            and pk.get_internal_type() in _INTEGER_TYPES
+            and _base_type(self.pk_column.clickhouse_type).startswith(("Int", "UInt"))
+        )
+        self.transport: ClickHouseTransport | None = None
+        self.compared: tuple[col.Column, ...] = ()
+        self.key_positions: tuple[int, ...] = ()
+        self.latest_by: str | None = None
 
     def load(self, transport: ClickHouseTransport) -> None:
-        key, modified = schema.quote(self.key_column.name), schema.quote(self.modified_column.name)
-        table = schema.qualified(self.sink.table, transport.config.database)
-        rows = transport.rows(f"SELECT {key}, max({modified}) FROM {table} GROUP BY {key}")
-        self._last_dumped = dict(rows)
+        """Learn which of the sink's columns the table has and which column says what its latest row is."""
+        existing = transport.table_columns(transport.qualified(self.sink.table))
+        self.transport = transport
+        self.compared = tuple(column for column in self.sink.columns if column.name in existing)
+        names = [column.name for column in self.compared]
+        if all(key in names for key in self.sink.key):
+            self.key_positions = tuple(names.index(key) for key in self.sink.key)
+            self.latest_by = next((name for name in ("version", "time_last_dumped") if name in existing), None)
 
-    def changed(self, key: Any, modified: Any) -> bool:
-        if self._last_dumped is None:
+    @property
+    def filter_column(self) -> col.Column:
+        """The column a page's rows are found by: the primary key's, else the first of the sink's key."""
+        return self.pk_column or next(column for column in self.compared if column.name == self.sink.key[0])
+
+    def changed(self, fetched: dict[str, Sequence], after: Any) -> list[bool]:
+        """For each object of a page (as the sink's ``fetch`` read it, primary key along), whether to send it."""
+        if self.transport is None:
             raise RuntimeError("ChangeTracking.load() must run first")
-        return self._last_dumped.get(self.key_column.convert(key)) != self.modified_column.convert(modified)
+        count = len(fetched["pk"])
+        if self.latest_by is None:  # nothing tells which row of a key is the latest one
+            return [True] * count
+        held = self._held_by_range(after, fetched["pk"][-1]) if self.by_range else None
+        if held is not None and not held:
+            return [True] * count
+        try:
+            batch = self.sink.serialize_fetched(fetched, _COMPARISON_STAMP)
+        except SerializationError:  # the runner finds and names the object at fault
+            return [True] * count
+        data = dict(zip(batch.column_names, batch.columns))
+        written = [texts(column, data[column.name]) for column in self.compared]
+        keys = list(zip(*(written[position] for position in self.key_positions)))
+        if held is None:
+            held = self._held_in(data[self.filter_column.name])
+        return [held.get(key) != digest for key, digest in zip(keys, map(self._digest, zip(*written)))]
+
+    def _digest(self, row: tuple[str, ...]) -> str | None:
+        """The MD5 digest of a row's joined texts; None (never equal to ClickHouse's) if the texts hold a NUL."""
+        joined = SEPARATOR.join(row)
+        if joined.count(SEPARATOR) != len(row) - 1:
+            return None
+        return hashlib.md5(joined.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _query(self, condition: str) -> str:
+        keys = [self.compared[position] for position in self.key_positions]
+        joined = f"concatWithSeparator(char(0), {', '.join(text_sql(column) for column in self.compared)})"
+        digest = f"lower(hex(MD5({joined})))"
+        table = schema.qualified(self.sink.table, self.transport.config.database)
+        return (
+            f"SELECT {', '.join(text_sql(column) for column in keys)}, "
+            f"argMax({digest}, {schema.quote(self.latest_by)}) FROM {table} WHERE {condition} "
+            f"GROUP BY {', '.join(schema.quote(column.name) for column in keys)}"
+        )
+
+    def _digests(self, sql: str, parameters: dict) -> dict[tuple, str]:
+        return {tuple(row[:-1]): row[-1] for row in self.transport.rows(sql, parameters)}
+
+    def _held_by_range(self, after: Any, last: Any) -> dict[tuple, str]:
+        """The latest rows' digests of the keys in ``after < pk <= last``."""
+        name = schema.quote(self.pk_column.name)
+        condition = f"{name} <= {{last:Int64}}" + (f" AND {name} > {{after:Int64}}" if after is not None else "")
+        parameters = {"last": int(last)} if after is None else {"last": int(last), "after": int(after)}
+        return self._digests(self._query(condition), parameters)
+
+    def _held_in(self, values: Sequence[Any]) -> dict[tuple, str]:
+        """The latest rows' digests of the keys whose filter column holds one of ``values``."""
+        column = self.filter_column
+        condition = f"{schema.quote(column.name)} IN {{values:Array({_base_type(column.clickhouse_type)})}}"
+        sql, held = self._query(condition), {}
+        distinct = list(dict.fromkeys(values))
+        for start in range(0, len(distinct), KEYS_PER_QUERY):
+            held.update(self._digests(sql, {"values": distinct[start : start + KEYS_PER_QUERY]}))
+        return held
 
 
 class BackfillSource:
     """
-    The objects of one sink a backfill selects: all of them or ``ids``, minus ``ids_to_skip``, and only
-    those changed since their last dump when ``only_changed`` and the sink tracks changes.
+    The objects of one sink a backfill selects: all of them or ``ids``, minus ``ids_to_skip``, and when
+    ``only_changed`` only those whose state differs from what ClickHouse holds (``ChangeTracking``).
 
     The rows of a page are the live path's: ``writes_for`` when the sink is looked up by primary key (so a
     course brings its blocks), else the sink's ``serialize`` of the page's queryset.
@@ -125,7 +234,7 @@ class BackfillSource:
             )
         self.ids = self.parse_keys(ids)
         self.ids_to_skip = self.parse_keys(ids_to_skip)
-        self.change_tracking = ChangeTracking.of(sink, self.pk.name) if only_changed else None
+        self.change_tracking = ChangeTracking(sink, self.pk) if only_changed else None
         self.batch_limit = sink.objects_per_batch  # whatever --batch_size says, to keep memory flat
         # A sink serialized from its rows alone, whose columns include the primary key, reads a page's keys
         # and rows with one query; for the others the keys come first, then their rows or writes.
@@ -187,7 +296,7 @@ class BackfillSource:
         return self.between(after, up_to).count()
 
     def prepare(self, transport: ClickHouseTransport) -> None:
-        """Read what ClickHouse already holds, if the selection depends on it (one query)."""
+        """Learn the table the selection compares with, when it depends on what ClickHouse holds."""
         if self.change_tracking is not None:
             self.change_tracking.load(transport)
 
@@ -206,13 +315,12 @@ class BackfillSource:
         have been given; ``pause`` runs between two reads (``--sleep_time``). A page cut short by the limit
         ends at its last key, so a checkpoint taken after it leaves the rest for later. Each page is read
         when asked for, so a row version taken before asking is older than the rows (ADR 0002).
-        ``with_rows=False`` reads keys only, even where one query could read the rows along.
+        ``with_rows=False`` gives keys only, even where the query that found them read the rows along.
         """
         size = min(batch_size, self.batch_limit or batch_size)
-        read_page = self._rows_page if with_rows and self.key_source else self._keys_page
         remaining = limit
         while remaining is None or remaining > 0:
-            page = read_page(after, up_to, size, remaining)
+            page = self._page(after, up_to, size, remaining, with_rows)
             if page is None:
                 return
             if remaining is not None:
@@ -224,28 +332,35 @@ class BackfillSource:
             if pause:
                 pause()
 
-    def _rows_page(self, after: Any, up_to: Any, size: int, remaining: int | None) -> Page | None:
-        rows = self.sink.fetch(self.between(after, up_to)[:size])
-        keys = list(rows[self.key_source])
-        if not keys:
-            return None
-        if remaining is not None and len(keys) > remaining:
-            keys = keys[:remaining]
-            rows = {source: values[:remaining] for source, values in rows.items()}
-        return Page(start=after, last=keys[-1], keys=keys, examined=len(keys), rows=rows)
-
-    def _keys_page(self, after: Any, up_to: Any, size: int, remaining: int | None) -> Page | None:
-        tracking = self.change_tracking
-        fields = ("pk", tracking.model_field) if tracking else ("pk",)
-        read = list(self.between(after, up_to).values_list(*fields)[:size])
+    def _page(self, after: Any, up_to: Any, size: int, remaining: int | None, with_rows: bool) -> Page | None:
+        """
+        The next page: its keys (with their rows, when a query read them and the runner can use them), less the
+        objects ClickHouse already holds as they are, and cut at ``remaining`` keys.
+        """
+        page = self.between(after, up_to)[:size]
+        rows, send = None, None
+        if self.change_tracking is not None:
+            fetched = self.sink.fetch(page, also=("pk",))
+            read = list(fetched["pk"])
+            if read:
+                send = self.change_tracking.changed(fetched, after)
+            rows = fetched if with_rows and not self.keyed_by_pk else None
+        elif with_rows and self.key_source:
+            rows = self.sink.fetch(page)
+            read = list(rows[self.key_source])
+        else:
+            read = list(page.values_list("pk", flat=True))
         if not read:
             return None
-        keys = [row[0] for row in read if not tracking or tracking.changed(*row)]
+        kept = [index for index, sent in enumerate(send) if sent] if send is not None else list(range(len(read)))
         examined = len(read)
-        if remaining is not None and len(keys) >= remaining:
-            keys = keys[:remaining]
-            examined = next(i for i, row in enumerate(read, start=1) if row[0] == keys[-1])
-        return Page(start=after, last=read[examined - 1][0], keys=keys, examined=examined)
+        if remaining is not None and len(kept) >= remaining:
+            kept = kept[:remaining]
+            examined = kept[-1] + 1
+        if rows is not None and len(kept) < len(read):
+            rows = {source: [values[index] for index in kept] for source, values in rows.items()}
+        keys = [read[index] for index in kept]
+        return Page(start=after, last=read[examined - 1], keys=keys, examined=examined, rows=rows)
 
     def writes(
         self,

@@ -384,11 +384,15 @@ class ModelSink(Sink):
                 writes.append(self.table_spec.delete_users(sorted(gone)))
         return writes
 
-    def fetch(self, queryset) -> dict[str, list]:
-        """Read the batch with one query, as one list per ORM source."""
-        rows = list(queryset.values_list(*self._sources))
-        values = list(zip(*rows)) if rows else [() for _ in self._sources]
-        return dict(zip(self._sources, values))
+    def fetch(self, queryset, *, also: Sequence[str] = ()) -> dict[str, list]:
+        """
+        Read the batch with one query, as one list per ORM source, and per source in ``also`` (the backfill
+        reads the primary key along, to tell which objects of a page it sends).
+        """
+        sources = self._sources + tuple(source for source in also if source not in self._sources)
+        rows = list(queryset.values_list(*sources))
+        values = list(zip(*rows)) if rows else [() for _ in sources]
+        return dict(zip(sources, values))
 
     def serialize(self, queryset, stamp: Stamp) -> ColumnBatch:
         """One column batch for everything ``queryset`` selects."""

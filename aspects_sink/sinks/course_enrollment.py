@@ -25,7 +25,7 @@ class CourseEnrollmentSink(ModelSink):
     columns = (
         col.Int32("id"),
         col.String("course_key", "course_key_text"),
-        col.DateTimeString("created"),
+        col.IsoDateTimeString("created"),
         col.Bool("is_active"),
         col.LowCardinalityString("mode"),
         col.String("username", "user__username", pii=True),

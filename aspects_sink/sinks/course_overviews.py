@@ -99,9 +99,9 @@ class CourseOverviewSink(ModelSink):
     def _sources(self) -> tuple[str, ...]:
         return tuple(source for source in super()._sources if source != "tags")
 
-    def fetch(self, queryset) -> dict[str, list]:
+    def fetch(self, queryset, *, also: Sequence[str] = ()) -> dict[str, list]:
         """The overviews' fields, and the tags of each course (not a model field: read from the object tags)."""
-        fetched = super().fetch(queryset)
+        fetched = super().fetch(queryset, also=also)
         course_keys = [str(key) for key in fetched["id"]]
         tags = tags_of(course_keys)
         fetched["tags"] = [tags.get(key, []) for key in course_keys]

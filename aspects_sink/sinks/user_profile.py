@@ -36,6 +36,6 @@ class UserProfileSink(ModelSink):
         col.String("state"),
         col.String("goals", pii=True),
         col.String("bio", pii=True),
-        col.DateTimeString("profile_image_uploaded_at"),
+        col.IsoDateTimeString("profile_image_uploaded_at"),
         col.String("phone_number", pii=True),
     )

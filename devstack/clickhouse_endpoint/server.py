@@ -6,12 +6,14 @@ including the headers clients read and the shape of errors.
 
 from __future__ import annotations
 
+import email.policy
 import json
 import socket
 import sys
 import traceback
 import uuid
 from collections.abc import Iterator, Mapping
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -65,6 +67,9 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
             parameters = dict(parse_qsl(url.query, keep_blank_values=True))
+            if self.headers.get_content_type() == "multipart/form-data":
+                parameters.update(self._form_fields(body))
+                body = b""
             if url.path == "/ping" or (url.path == "/" and not parameters.get("query") and not body):
                 self._send(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
             elif url.path != "/":
@@ -107,6 +112,18 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
             data = HTTP_CODECS[encoding].compress(data)
             headers["Content-Encoding"] = encoding
         self._send(200, data, headers)
+
+    def _form_fields(self, body: bytes) -> dict[str, str]:
+        """
+        The fields of a multipart form, which ClickHouse reads as URL parameters: clickhouse-connect sends the query
+        and its ``param_`` values this way when they are too long for a URL (over 4 KiB).
+        """
+        head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
+        form = BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        return {
+            part.get_param("name", header="content-disposition"): part.get_payload(decode=True).decode()
+            for part in form.iter_parts()
+        }
 
     def _read_body(self) -> bytes:
         """Read the whole body, always, so the kept-alive connection stays in step for the next request."""

@@ -1,4 +1,4 @@
-"""Courses: only those changed since their last dump, decided with one query; --force without duplicates."""
+"""Courses: only those changed since their last dump, decided with one query per page; --force without duplicates."""
 
 import pytest
 from openedx.core.djangoapps.content.course_overviews.models import CourseOverview
@@ -49,7 +49,7 @@ def test_a_second_run_skips_unchanged_courses_and_sends_changed_ones(backfill_cl
     assert revised == [("Course 3, revised",)]
 
 
-def test_what_changed_is_decided_with_one_clickhouse_query_for_all_courses(
+def test_what_changed_is_decided_with_one_clickhouse_query_per_page_of_courses(
     backfill_clickhouse, dump, course, clickhouse_queries
 ):
     for number in range(1, 8):
@@ -59,7 +59,7 @@ def test_what_changed_is_decided_with_one_clickhouse_query_for_all_courses(
     dump("--object", "course_overviews", "--batch_size", "2")
 
     reads_of_last_dumps = [sql for sql in clickhouse_queries if "course_overviews" in sql and "GROUP BY" in sql]
-    assert len(reads_of_last_dumps) == 2  # one per run, not one per course
+    assert len(reads_of_last_dumps) == 2 * 4  # per run one per page of two courses, not one per course
 
 
 def test_force_dumps_unchanged_courses_again_without_duplicates(backfill_clickhouse, dump, summary, course):

@@ -107,6 +107,20 @@ def test_raw_inserts_and_a_parameterized_query(client):
     assert client.query("SELECT id FROM raw_rows WHERE s = {s:String}", parameters={"s": "it's"}).result_rows == [(3,)]
 
 
+def test_parameters_too_long_for_a_url_travel_in_a_form(client):
+    """Over 4 KiB of parameters, clickhouse-connect sends the query and its values as multipart form fields."""
+    client.command("CREATE TABLE form_keys (id UUID, s String) ENGINE = MergeTree ORDER BY id")
+    ids = [uuid.uuid4() for _ in range(1000)]
+    client.insert("form_keys", [[key, "it's"] for key in ids[::100]], column_names=["id", "s"])
+
+    found = client.query(
+        "SELECT count() FROM form_keys WHERE id IN {ids:Array(UUID)} AND s = {s:String}",
+        parameters={"ids": ids, "s": "it's"},
+    )
+
+    assert found.result_rows == [(10,)]
+
+
 def test_settings_apply_to_one_query_only(client):
     default = client.command("SELECT getSetting('max_threads')")
 

@@ -10,6 +10,39 @@ import json
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+TUTOR_USER = "tutor-contrib-aspects"
+
+
+def tutor_creates_the_ralph_route(platform, state_dir: Path, ralph_url: str) -> None:
+    """
+    What tutor-contrib-aspects' LMS init job runs: a user, then ERB's RouterConfiguration from JSON. ``platform``
+    runs the LMS's management commands (``manage(service, *args)``): a devstack, or the site before a switch.
+    """
+    platform.manage(
+        "lms",
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User\n"
+        f"User.objects.get_or_create(username={TUTOR_USER!r}, defaults={{'email': 'aspects@axim'}})",
+    )
+    config = {
+        "model": "event_routing_backends.RouterConfiguration",
+        "data": [
+            {
+                "enabled": True,
+                "backend_name": "xAPI",
+                "route_url": ralph_url,
+                "auth_scheme": "Basic",
+                "username": "ralph",
+                "password": "ralph-password",
+            }
+        ],
+    }
+    path = state_dir / "erb_config.json"
+    path.write_text(json.dumps(config))
+    platform.manage("lms", "populate_model", "-f", str(path), "-u", TUTOR_USER)
 
 
 class RecordingLRS(ThreadingHTTPServer):

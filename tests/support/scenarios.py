@@ -125,6 +125,37 @@ def make_every_kind_of_change(course: str) -> dict:
     return {"retired_id": users[11].id}
 
 
+def a_learners_day(course: str, usernames: list[str], name: str, mode: str, *, register: bool = False) -> dict:
+    """
+    A day on the site, the same whichever plugin runs (nothing here imports one): learners register with an xAPI id
+    and enroll (``register``), the first is renamed in their profile, the second's enrollment changes to ``mode``,
+    and every learner goes through the course. Returns the ids event-routing-backends gives the statements of the
+    day's tracking events (enrollment events included).
+    """
+    import copy
+
+    from common.djangoapps.student.helpers import create_user
+    from common.djangoapps.student.models import CourseEnrollment, UserProfile
+    from devstack_tools import learner_activity as activity
+    from event_routing_backends.processors.xapi.transformer_processor import XApiProcessor
+    from opaque_keys.edx.keys import CourseKey
+    from openedx.core.djangoapps.external_user_ids.models import ExternalId
+
+    course_key = CourseKey.from_string(course)
+    with activity.recording() as events:
+        if register:
+            for username in usernames:
+                user = create_user(username, f"{username}@example.com", name=username.title(), city="Lyon")
+                ExternalId.add_new_user_id(user, "xapi")
+                CourseEnrollment.enroll(user, course_key, "audit")
+        profile = UserProfile.objects.get(user__username=usernames[0])
+        profile.name = name
+        profile.save()
+        CourseEnrollment.objects.get(user__username=usernames[1], course_id=course_key).change_mode(mode)
+        activity.emit_rounds(course, usernames, rounds=1)
+    return {"erb_ids": [statement["id"] for statement in XApiProcessor()(copy.deepcopy(events))]}
+
+
 def lms_snapshot() -> dict:
     """Profiles, external ids and enrollments as the LMS holds them, sorted, in ClickHouse's columns."""
     from common.djangoapps.student.models import CourseEnrollment, UserProfile

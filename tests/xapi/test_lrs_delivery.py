@@ -12,45 +12,18 @@ routes under the name ``xapi`` only with MySQL's case-insensitive matching):
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 
 import pytest
 from devstack_settings import drop_database
 from processes import Devstack
 
-from tests.support.lrs import RalphLike, RecordingLRS
+from tests.support.lrs import RalphLike, RecordingLRS, tutor_creates_the_ralph_route
 from tests.support.xapi import DEVSTACK_SETTINGS, learners_do_a_course, statements_of, wait_for_statements
 
 pytestmark = pytest.mark.slow
 
 USERNAME, PASSWORD = "lrs-user", "lrs-password"
-TUTOR_USER = "tutor-contrib-aspects"
-
-
-def tutor_creates_the_ralph_route(devstack, ralph_url: str) -> None:
-    """What tutor-contrib-aspects' LMS init job runs: a user, then ERB's RouterConfiguration from JSON."""
-    devstack.run_python(
-        "lms",
-        "from django.contrib.auth.models import User\n"
-        f"User.objects.get_or_create(username={TUTOR_USER!r}, defaults={{'email': 'aspects@axim'}})",
-    )
-    config = {
-        "model": "event_routing_backends.RouterConfiguration",
-        "data": [
-            {
-                "enabled": True,
-                "backend_name": "xAPI",
-                "route_url": ralph_url,
-                "auth_scheme": "Basic",
-                "username": "ralph",
-                "password": "ralph-password",
-            }
-        ],
-    }
-    path = devstack.state_dir / "erb_config.json"
-    path.write_text(json.dumps(config))
-    devstack.manage("lms", "populate_model", "-f", str(path), "-u", TUTOR_USER)
 
 
 def test_each_statement_reaches_clickhouse_once_and_only_kept_lrs_routes_get_them(tmp_path, mariadb):
@@ -58,7 +31,7 @@ def test_each_statement_reaches_clickhouse_once_and_only_kept_lrs_routes_get_the
     devstack = Devstack(tmp_path, settings=DEVSTACK_SETTINGS, database="mysql", mysql_database=database)
     try:
         with devstack, RalphLike(devstack.clickhouse_client("xapi")) as ralph, RecordingLRS() as kept:
-            tutor_creates_the_ralph_route(devstack, ralph.url)
+            tutor_creates_the_ralph_route(devstack, devstack.state_dir, ralph.url)
             devstack.manage(
                 "lms", "aspects_sink_xapi_lrs", "--route_url", kept.url, "--username", USERNAME, "--password", PASSWORD
             )

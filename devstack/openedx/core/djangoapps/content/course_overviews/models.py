@@ -7,6 +7,8 @@ table without a database constraint, so an enrollment may exist before its cours
 
 # ruff: noqa: DJ001 -- nullable text columns are edx-platform's schema, which the plugin must read as it is
 
+from decimal import Decimal
+
 from django.db import models
 from model_utils.models import TimeStampedModel
 from opaque_keys.edx.keys import CourseKey
@@ -19,7 +21,8 @@ FIELDS_FROM_COURSE_BLOCK = {
     "end": None,
     "advertised_start": None,
     "announcement": None,
-    "lowest_passing_grade": None,
+    # CourseBlock.lowest_passing_grade: the lowest of its grading policy's GRADE_CUTOFFS, {"Pass": 0.5} by default
+    "lowest_passing_grade": Decimal("0.50"),
     "enrollment_start": None,
     "enrollment_end": None,
     "invitation_only": False,
