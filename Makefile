@@ -29,9 +29,9 @@ system-packages: ## install the Debian packages the tests use (promtool, chromiu
 	./scripts/install-system-packages
 
 test: $(VENV_STAMP) system-packages ## run the whole tox matrix (py311-django42, py312-django42, py312-django52, switchover, quality)
-	# The environments run side by side: their tests mostly wait on processes, and each devstack has its
+	# All environments run side by side (quality and the switch-over too): their tests mostly wait on processes, and each devstack has its
 	# own state directory, MariaDB database and Celery queue.
-	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 3 --parallel-live
+	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 5 --parallel-live
 
 quality: $(VENV_STAMP) ## lint, format check, and the import layers (.importlinter)
 	$(VENV)/bin/ruff check .
