@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,6 +65,15 @@ def shell_code(code: str) -> str:
     return wrapped if "result" in code else "result = None\n" + wrapped
 
 
+def function_name(function: Callable | str) -> tuple[str, str]:
+    """The module and attribute of a module-level function given as itself or as ``"package.module:function"``."""
+    name = function if isinstance(function, str) else f"{function.__module__}:{function.__qualname__}"
+    module, _, attribute = name.partition(":")
+    if not attribute or "<" in attribute:
+        raise ValueError(f"{name!r} is not a module-level function a process can import")
+    return module, attribute
+
+
 def function_call_code(function: Callable | str, /, **kwargs: Any) -> str:
     """
     Code that calls ``function`` with ``kwargs`` (given as JSON) and assigns what it returns to ``result``.
@@ -70,10 +81,7 @@ def function_call_code(function: Callable | str, /, **kwargs: Any) -> str:
     ``function`` is a module-level function or its name as ``"package.module:function"``; the process
     that runs the code must be able to import the module.
     """
-    name = function if isinstance(function, str) else f"{function.__module__}:{function.__qualname__}"
-    module, _, attribute = name.partition(":")
-    if not attribute or "<" in attribute:
-        raise ValueError(f"{name!r} is not a module-level function a process can import")
+    module, attribute = function_name(function)
     return (
         "import importlib as _importlib, json as _json, operator as _operator\n"
         f"_function = _operator.attrgetter({attribute!r})(_importlib.import_module({module!r}))\n"
@@ -85,6 +93,88 @@ def read_result(output: str) -> Any:
     """The result printed by code from :func:`shell_code` (None when it printed none)."""
     marker = output.rfind(RESULT_MARKER)
     return json.loads(output[marker + len(RESULT_MARKER) :]) if marker >= 0 else None
+
+
+# What a :class:`PlatformProcess` runs: one call per line read, each answered by one marked line.
+_SERVE_CALLS = f"""
+import importlib, json, operator, sys, traceback
+from django.db import close_old_connections
+for _line in sys.stdin:
+    _call = json.loads(_line)
+    close_old_connections()
+    try:
+        _function = operator.attrgetter(_call["attribute"])(importlib.import_module(_call["module"]))
+        _reply = {{"result": _function(**_call["kwargs"])}}
+    except Exception:
+        _reply = {{"error": traceback.format_exc()}}
+    close_old_connections()
+    print({RESULT_MARKER!r} + json.dumps(_reply, default=str), flush=True)
+"""
+
+
+class PlatformProcess:
+    """
+    One long-lived LMS or CMS process that runs functions on request, as a platform process serves request
+    after request: what a process keeps between requests (the plugin's wake-up thread, its cache cool-down,
+    database connections) carries from one call to the next, and a call costs no Django start-up.
+
+    Made by :meth:`Devstack.platform_process`; :meth:`call` is :meth:`Devstack.run_function` in this process.
+    What the process prints besides its replies goes to ``<state>/<service>-process-N.log``.
+    """
+
+    def __init__(self, devstack: Devstack, service: str):
+        self.service = service
+        self.log_path = devstack.state_dir / f"{service}-process-{time.monotonic_ns()}.log"
+        command = [sys.executable, str(DEVSTACK_DIR / "manage.py"), service, "shell", "-c", _SERVE_CALLS]
+        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - written until close()
+        self._process = subprocess.Popen(
+            command,
+            env=devstack.env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            encoding="utf-8",
+        )
+        self._replies: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._read, name=f"{service}-replies", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            if line.startswith(RESULT_MARKER):
+                self._replies.put(json.loads(line[len(RESULT_MARKER) :]))
+            else:
+                self._log.write(line)
+        self._replies.put({"error": f"the {self.service} process exited {self._process.wait()}"})
+
+    def call(self, function: Callable | str, /, timeout: float = 600, **kwargs: Any) -> Any:
+        """Call a module-level function in the process (arguments and result as JSON); raise what it raised."""
+        module, attribute = function_name(function)
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps({"module": module, "attribute": attribute, "kwargs": kwargs}) + "\n")
+        self._process.stdin.flush()
+        try:
+            reply = self._replies.get(timeout=timeout)
+        except queue.Empty:
+            self.close()
+            message = f"{module}:{attribute} did not return within {timeout}s in the {self.service} process"
+            raise TimeoutError(message) from None
+        if "error" in reply:
+            raise RuntimeError(f"{module}:{attribute} failed in the {self.service} process:\n{reply['error']}")
+        return reply["result"]
+
+    def close(self, timeout: float = 20) -> None:
+        """End the process as a platform process ends: what it still has to do at exit (wake-ups) is done."""
+        if self._process.poll() is None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._log.close()
 
 
 class Devstack:
@@ -240,6 +330,10 @@ class Devstack:
         travel as JSON, and so does the result. Like :meth:`run_python`, it runs as a request would.
         """
         return self.run_python(service, function_call_code(function, **kwargs), timeout=timeout)
+
+    def platform_process(self, service: str = "lms") -> PlatformProcess:
+        """A long-lived LMS or CMS process that runs function after function (see :class:`PlatformProcess`)."""
+        return PlatformProcess(self, service)
 
     # -- workers ---------------------------------------------------------------------------------
 

@@ -21,11 +21,22 @@ StatementRow = tuple[str, datetime.datetime, str]
 
 
 def statement_row(statement: dict) -> StatementRow:
-    """``(event_id, emission_time, event)`` of one statement as event-routing-backends builds it."""
+    """
+    ``(event_id, emission_time, event)`` of one statement as event-routing-backends builds it.
+
+    The JSON keeps non-ASCII text as it is, unless the statement holds a lone surrogate (a browser's event may
+    carry ``"\\ud800"``, which Python reads as one): no database stores that as UTF-8, so such a statement is
+    written with JSON escapes instead, which read back as the very same statement.
+    """
     emitted = datetime.datetime.fromisoformat(statement["timestamp"])
     if emitted.tzinfo is None:
         emitted = emitted.replace(tzinfo=datetime.UTC)
-    return statement["id"], emitted, json.dumps(statement, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(statement, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = json.dumps(statement, separators=(",", ":"))
+    return statement["id"], emitted, text
 
 
 def record(statements: Iterable[dict]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -115,6 +116,36 @@ class ClickHouseEndpoint:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    # -- faults, for reliability tests ------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running else None
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL, as the OOM killer or a lost machine would: no clean shutdown of any kind."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+
+    def pause(self) -> None:
+        """
+        Freeze the server (SIGSTOP): connections are still accepted and requests still sent (the kernel buffers
+        them), but nothing is answered until :meth:`resume` — a ClickHouse slower than any client's timeout. A
+        request a client gave up on meanwhile still runs once resumed, as on a real server.
+        """
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT); it works through what was sent meanwhile."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> ClickHouseEndpoint:
         return self.start()

@@ -401,3 +401,410 @@ def delete_dead_letters() -> int:
     from aspects_sink.models import OutboxEntry, XapiStatement
 
     return OutboxEntry.objects.filter(state="dead").delete()[0] + XapiStatement.objects.filter(state="dead").delete()[0]
+
+
+# -- the fault matrix (tests/faults): platform actions counted as requests, and what the LMS holds ---------------
+
+# Text no column may mangle: scripts, directions, emoji, NUL and control characters, quotes, backslashes, SQL.
+HOSTILE_TEXT = (
+    "汉字 かな 한국어",
+    "עברית مرحبا \u202eRTL override\u202c",
+    "emoji 😀 👩\u200d👩\u200d👧 🏳️\u200d🌈",
+    "nul\x00 bell\x07 escape\x1b tab\t newline\n cr\r del\x7f",
+    "quotes ' \" ` and backslashes \\ \\' \\\\",
+    "'; DROP TABLE user_profile; --",
+    "Robert'); DROP TABLE event_sink.course_enrollment;--",
+)
+BIG_TEXT_BYTES = 100 * 1024
+# Dates at the edges of what MariaDB and SQLite both store, and of 32-bit time.
+EDGE_DATES = (
+    "1000-01-01T00:00:00+00:00",
+    "1970-01-01T00:00:00+00:00",
+    "2038-01-19T03:14:08+00:00",
+    "2024-02-29T23:59:59.999999+00:00",
+    "9999-12-31T23:59:59.999999+00:00",
+)
+# Course keys edx-platform accepts though they look wrong: deprecated slashes, non-Latin ids, every allowed sign.
+ODD_COURSE_KEYS = (
+    "Fault.X/Old_Style/2012_Fall",
+    "course-v1:Fault汉字+课程~1+2026:run",
+    "course-v1:Fault-a_u.l~t+C.-~_:x+R",
+)
+
+
+def _request(failures: list, action, *args, **kwargs):
+    """One learner request: an exception is a failed request (recorded, never raised)."""
+    try:
+        return action(*args, **kwargs)
+    except Exception as error:
+        failures.append(f"{type(error).__name__}: {error}"[:500])
+        return None
+
+
+def _fit(value, field, big: bool):
+    """A hostile value as the platform's database takes it: MariaDB refuses what exceeds a column's length."""
+    from django.db import connection
+
+    if value is None or not field.max_length or connection.vendor != "mysql":
+        return value
+    return value[: field.max_length] if not big or field.max_length < len(value) else value
+
+
+def hostile_profile(number: int, *, nulls: bool = False, big: bool = False) -> dict:
+    """Profile fields for learner ``number``: hostile text in every text column, NULL in every nullable one."""
+    import datetime
+
+    from common.djangoapps.student.models import UserProfile
+
+    fields = {}
+    for field in UserProfile._meta.get_fields():
+        if getattr(field, "concrete", False) and field.name not in ("id", "user"):
+            if nulls and field.null:
+                fields[field.name] = None
+            elif field.get_internal_type() in ("CharField", "TextField"):
+                text = HOSTILE_TEXT[(number + len(fields)) % len(HOSTILE_TEXT)]
+                if big:
+                    text = (text + " ") * (BIG_TEXT_BYTES // len((text + " ").encode()) + 1)
+                fields[field.name] = _fit(text, field, big)
+            elif field.name == "profile_image_uploaded_at":
+                fields[field.name] = datetime.datetime.fromisoformat(EDGE_DATES[number % len(EDGE_DATES)])
+            elif field.name == "year_of_birth":
+                fields[field.name] = (1, 1900, 2147483647)[number % 3]
+    return fields
+
+
+def fault_learners(
+    prefix: str,
+    course: str,
+    count: int,
+    *,
+    first: int = 0,
+    city: str = "Lyon",
+    hostile: bool = False,
+    rolled_back: int = 0,
+    bulk: bool = False,
+) -> dict:
+    """
+    ``count`` learners register (each with an xAPI external id) and enroll in ``course``, one request each;
+    ``hostile`` gives them hostile text in every text column (one 100 KB), NULL in every nullable field of
+    one and dates at the edges; ``rolled_back`` more learners register in requests that roll back. ``bulk``
+    creates them as an old site's history would be (no signals: only a backfill sends them). Returns the
+    changes made and the requests that failed (must be none).
+    """
+    from common.djangoapps.student.helpers import create_user
+    from common.djangoapps.student.models import CourseEnrollment, UserProfile
+    from django.contrib.auth.models import User
+    from django.db import transaction
+    from opaque_keys.edx.keys import CourseKey
+    from openedx.core.djangoapps.external_user_ids.models import ExternalId, ExternalIdType
+
+    course_key = CourseKey.from_string(course)
+    failures: list[str] = []
+    changes = 0
+    for number in range(first, first + count):
+        tail = f"_{HOSTILE_TEXT[number % 3][:6]}'\"\\;--" if hostile else ""
+        username, email = f"{prefix}{number}{tail}", f"{prefix}{number}{tail[:4]}@example.com"
+        profile = hostile_profile(number, nulls=number % 4 == 1, big=number % 4 == 2) if hostile else {"city": city}
+        name = profile.pop("name", None) or f"{prefix} {number}"
+        if bulk:
+            user = User.objects.create(username=username, email=email)
+            UserProfile.objects.bulk_create([UserProfile(user=user, name=name, **profile)])
+            ExternalId.objects.bulk_create(
+                [ExternalId(user=user, external_id_type=ExternalIdType.objects.get(name="xapi"))]
+            )
+            CourseEnrollment.objects.bulk_create([CourseEnrollment(user=user, course_id=course_key, mode="audit")])
+            changes += 4
+            continue
+        user = _request(failures, create_user, username, email, name=name, **profile)
+        if user is None:
+            continue
+        _request(failures, ExternalId.add_new_user_id, user, "xapi")
+        _request(failures, CourseEnrollment.enroll, user, course_key, "audit")
+        changes += 3
+
+    def register_and_roll_back(number):
+        with transaction.atomic():
+            user = create_user(f"{prefix}ghost{number}", f"{prefix}ghost{number}@example.com", name="Ghost")
+            ExternalId.add_new_user_id(user, "xapi")
+            CourseEnrollment.enroll(user, course_key, "audit")
+            raise _RolledBack
+
+    for number in range(rolled_back):
+        try:
+            register_and_roll_back(number)
+        except _RolledBack:
+            changes += 3
+    return {"changes": changes, "failed": failures}
+
+
+class _RolledBack(Exception):
+    """Raised inside a request's transaction to roll it back (an error page, for the learner)."""
+
+
+def fault_profile_saves(prefix: str, city: str) -> dict:
+    """Every learner of ``prefix`` saves their profile with a new city, one request each."""
+    from common.djangoapps.student.models import UserProfile
+
+    failures: list[str] = []
+    saved = 0
+    for profile in UserProfile.objects.filter(user__username__startswith=prefix).order_by("id"):
+        profile.city = city
+        saved += bool(_request(failures, lambda p=profile: p.save() or True))
+    return {"changes": saved, "failed": failures}
+
+
+def fault_snapshot(prefix: str, course: str) -> dict:
+    """The learners of ``prefix`` as the LMS holds them (ClickHouse's columns), and their enrollments in ``course``."""
+    import datetime
+
+    from common.djangoapps.student.models import CourseEnrollment, UserProfile
+    from opaque_keys.edx.keys import CourseKey
+    from openedx.core.djangoapps.external_user_ids.models import ExternalId
+
+    def text(value):
+        if value is None:
+            return ""
+        if isinstance(value, datetime.datetime):
+            return str(value.astimezone(datetime.UTC))
+        return str(value)
+
+    profiles = UserProfile.objects.filter(user__username__startswith=prefix).select_related("user").order_by("id")
+    return {
+        "user_profile": [
+            [p.id, p.user_id, p.user.username, p.user.email]
+            + [text(getattr(p, name)) for name in FAULT_PROFILE_COLUMNS]
+            for p in profiles
+        ],
+        "external_id": sorted(
+            [str(e.external_user_id), e.user_id, e.user.username]
+            for e in ExternalId.objects.filter(user__username__startswith=prefix).select_related("user")
+        ),
+        "course_enrollment": sorted(
+            [str(e.course_id), e.user_id, e.mode, e.is_active, e.user.username]
+            for e in CourseEnrollment.objects.filter(
+                user__username__startswith=prefix, course_id=CourseKey.from_string(course)
+            ).select_related("user")
+        ),
+    }
+
+
+FAULT_PROFILE_COLUMNS = (
+    "name",
+    "meta",
+    "courseware",
+    "language",
+    "location",
+    "year_of_birth",
+    "gender",
+    "level_of_education",
+    "mailing_address",
+    "city",
+    "country",
+    "state",
+    "goals",
+    "bio",
+    "profile_image_uploaded_at",
+    "phone_number",
+)
+
+
+def fault_courses(
+    prefix: str, count: int, *, blocks: int = 20, hostile: bool = False, depth: int = 0, history: bool = False
+) -> dict:
+    """
+    Publish ``count`` courses ``course-v1:<prefix>+C<n>+2026`` (CMS); ``hostile`` names them (and their blocks)
+    with hostile text and publishes the odd course keys too; ``depth`` publishes one course whose units nest
+    ``depth`` deep instead; ``history``: published before the plugin was installed (no live send, see
+    :func:`_as_history`). Returns the keys, the changes and the failed requests.
+    """
+    import datetime
+
+    from opaque_keys.edx.keys import CourseKey
+    from xmodule.modulestore.block_spec import BlockSpec
+    from xmodule.modulestore.course_builder import build_course_blocks, studio_block_id
+    from xmodule.modulestore.django import modulestore
+
+    failures: list[str] = []
+    keys = [f"course-v1:{prefix}+C{number}+2026" for number in range(count)]
+    if hostile:
+        keys += [key.replace("Fault", f"{prefix}", 1) for key in ODD_COURSE_KEYS]
+    published = []
+    for number, key in enumerate(keys):
+        course_key = CourseKey.from_string(key)
+        name = HOSTILE_TEXT[number % len(HOSTILE_TEXT)] if hostile else f"{prefix} course {number}"
+        fields = {}
+        if hostile:
+            fields = {
+                "start": datetime.datetime.fromisoformat(EDGE_DATES[0]),
+                "end": datetime.datetime.fromisoformat(EDGE_DATES[-1]),
+            }
+        course_block, detached = build_course_blocks(name, blocks, fields, course=key)
+        if hostile:
+            for index, block in enumerate(course_block.children):
+                block.display_name = HOSTILE_TEXT[index % len(HOSTILE_TEXT)]
+        publish = _as_history(modulestore().publish_course) if history else modulestore().publish_course
+        if _request(failures, publish, course_key, course_block, detached) is not None:
+            published.append(key)
+    if depth:
+        key = f"course-v1:{prefix}+Deep+2026"
+        course_block, _ = build_course_blocks(f"{depth} deep", 1, course=key)
+        parent = course_block
+        for level, block_type in enumerate(["chapter", "sequential"] + ["vertical"] * (depth - 3) + ["html"]):
+            child = BlockSpec(block_type, studio_block_id(key, block_type, level), f"Level {level + 1}")
+            parent.children.append(child)
+            parent = child
+        if _request(failures, modulestore().publish_course, CourseKey.from_string(key), course_block) is not None:
+            published.append(key)
+    return {"courses": published, "changes": len(published), "failed": failures}
+
+
+def course_snapshot(courses: list[str]) -> dict:
+    """The courses as the modulestore holds them: overview (key, name) and blocks (location, name), sorted."""
+    from opaque_keys.edx.keys import CourseKey
+    from xmodule.modulestore.django import modulestore
+
+    overviews, blocks = [], []
+    for course in courses:
+        course_key = CourseKey.from_string(course)
+        overviews.append([course, modulestore().get_course(course_key).display_name or ""])
+        blocks += [[course, str(b.location), b.display_name or ""] for b in modulestore().get_items(course_key)]
+    return {"course_overviews": sorted(overviews), "course_blocks": sorted(blocks)}
+
+
+def _as_history(publish):
+    """
+    ``publish`` as it happened before the plugin was installed: the course is published (its overview made),
+    and the outbox keeps nothing of it, so only a backfill sends it.
+    """
+    from django.db import transaction
+
+    from aspects_sink.models import OutboxEntry
+
+    def published_before_the_plugin(course_key, *args, **kwargs):
+        with transaction.atomic():
+            published = publish(course_key, *args, **kwargs)
+            OutboxEntry.objects.filter(sink="course_overviews", object_id=str(course_key)).delete()
+        return published
+
+    return published_before_the_plugin
+
+
+def publish_broken_course(course: str, blocks: int = 20, history: bool = False) -> None:
+    """
+    Publish a course whose stored tree is then corrupted in the same transaction (a child that does not
+    exist, as a broken modulestore would hold): the publish is announced, and the course cannot be read.
+    """
+    from django.db import transaction
+    from opaque_keys.edx.keys import CourseKey
+    from xmodule.modulestore.course_builder import build_course_blocks
+    from xmodule.modulestore.django import modulestore
+
+    course_block, detached = build_course_blocks(f"Broken {course}", blocks, course=course)
+    publish = _as_history(modulestore().publish_course) if history else modulestore().publish_course
+    with transaction.atomic():
+        publish(CourseKey.from_string(course), course_block, detached)
+        _break_course(course)
+
+
+def _break_course(course: str) -> None:
+    import json
+
+    from devstack_tools.models import PublishedCourseStructure
+
+    row = PublishedCourseStructure.objects.get(course_id=course)
+    document = json.loads(row.structure)
+    document["blocks"][0][3].append(len(document["blocks"]) + 7)
+    row.structure = json.dumps(document)
+    row.save(update_fields=["structure"])
+
+
+def fault_activity(
+    name: str, learners: int, hostile: bool = False, rolled_back: bool = False, poison: str = ""
+) -> dict:
+    """
+    A course ``name`` and ``learners`` learners who do one round of activity in it, one request per event
+    (``hostile``: answers with hostile text, a lone surrogate and 100 KB; ``rolled_back``: each learner's
+    last request rolls back; ``poison``: the first learner's answer). Returns the course, the statements
+    event-routing-backends makes of the committed requests' events (by id), the changes and the failed requests.
+    """
+    import copy
+
+    from common.djangoapps.student.helpers import create_user
+    from devstack_tools import learner_activity as activity
+    from django.db import transaction
+    from event_routing_backends.processors.xapi.transformer_processor import XApiProcessor
+    from openedx.core.djangoapps.external_user_ids.models import ExternalId
+    from xmodule.modulestore.course_builder import create_course
+
+    course = create_course("FaultX", name, "2026", f"Faults {name}", blocks=12)
+    blocks = activity.CourseBlocks.of(course)
+    failures: list[str] = []
+    committed: list[dict] = []
+    changes = 0
+    for number in range(learners):
+        user = create_user(f"{name}_{number}", f"{name}_{number}@example.com", name=f"Learner {number}")
+        ExternalId.add_new_user_id(user, "xapi")
+        events = activity.round_of_events(user, blocks, number)
+        if hostile:
+            problem = next(event for event in events if event.name == activity.PROBLEM_CHECK)
+            (submission,) = problem.data["submission"].values()
+            texts = (*HOSTILE_TEXT, "lone \ud800 surrogate \udfff", "x" * BIG_TEXT_BYTES)
+            submission["answer"] = submission["question"] = texts[number % len(texts)]
+        if poison and number == 0:
+            problem = next(event for event in events if event.name == activity.PROBLEM_CHECK)
+            (submission,) = problem.data["submission"].values()
+            submission["answer"] = poison
+        for index, event in enumerate(events):
+            roll_back = rolled_back and index == len(events) - 1
+            with activity.recording() as emitted:
+                try:
+                    with transaction.atomic():
+                        if _request(failures, activity.emit, user, blocks, [event]) and roll_back:
+                            raise _RolledBack
+                except _RolledBack:
+                    pass
+            changes += 1
+            if not roll_back:
+                committed += emitted
+    statements = XApiProcessor()(copy.deepcopy(committed))
+    return {
+        "course": str(course),
+        "expected": {statement["id"]: statement for statement in statements},
+        "changes": changes,
+        "failed": failures,
+    }
+
+
+def deliver_without_acknowledging(sink: str) -> dict:
+    """
+    A worker's drain that inserted its batch and died before acknowledging it: claim, write, and let the
+    lease lapse (the entries are ready again at once), so the same batch is delivered a second time.
+    """
+    from aspects_sink import delivery, outbox, scheduling
+    from aspects_sink.connection import get_transport
+    from aspects_sink.sinks.registry import get_sink
+
+    queue = outbox.queue(sink)
+    claimed = queue.claim(queue.batch_size)
+    if claimed:
+        delivery.write(get_sink(sink), list(dict.fromkeys(entry.object_id for entry in claimed)), get_transport())
+        queue.release(claimed)
+    scheduling.schedule_drain(sink)
+    return {"delivered": len(claimed)}
+
+
+def lapse_leases() -> dict:
+    """
+    A lease's length passes for the queues (not for the test's patience): every pending entry becomes due a lease
+    earlier, so those a killed worker held are ready again, and wake-ups it had taken with it are overdue for the
+    sweep, as they are five minutes after the kill.
+    """
+    from django.db.models import F
+
+    from aspects_sink.models import OutboxEntry, XapiStatement
+    from aspects_sink.outbox import LEASE
+
+    return {
+        model.__name__: model.objects.filter(state="pending").update(available_at=F("available_at") - LEASE)
+        for model in (OutboxEntry, XapiStatement)
+    }

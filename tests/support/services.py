@@ -76,3 +76,9 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without a word, connections and all."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)

@@ -114,3 +114,29 @@ def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
     call_command("aspects_sink_dead_letters", "--replay", "--sink", SINK_NAME, stdout=io.StringIO())
     assert drain(devstack_clickhouse).delivered == 2
     assert raw_rows(devstack_clickhouse) == 14
+
+
+def test_a_statement_with_a_lone_surrogate_is_queued_and_reaches_clickhouse_as_emitted(
+    devstack, devstack_clickhouse, course, learners
+):
+    """
+    A browser may send ``"\\ud800"`` in an event's JSON, which Python reads as a lone surrogate; no database takes
+    that as UTF-8 text. The statement must still be queued (never dropped at the request) and arrive unchanged.
+    """
+    import json
+
+    events = activity.round_of_events(learners[0], course)
+    problem = next(event for event in events if event.name == activity.PROBLEM_CHECK)
+    (submission,) = problem.data["submission"].values()
+    submission["answer"] = "lone \ud800 surrogate"
+    activity.emit(learners[0], course, events)
+    assert XapiStatement.objects.count() == 5
+
+    drain(devstack_clickhouse)
+    table = raw_table().insert_target
+    answers = [
+        json.loads(event)["result"]["response"]
+        for (event,) in devstack.clickhouse_client().query(f"SELECT event FROM {table}").result_rows
+        if "result" in json.loads(event) and "response" in json.loads(event)["result"]
+    ]
+    assert answers == ["lone \ud800 surrogate"]

@@ -26,16 +26,20 @@ def encode(course_block: BlockSpec, detached_blocks: Iterable[BlockSpec], publis
     entries: list[list[Any]] = []
     seen: set[tuple[str, str]] = set()
 
-    def add(spec: BlockSpec) -> int:
-        identity = (spec.block_type, spec.block_id)
-        if identity in seen:
-            raise ValueError(f"Block {spec.block_type}/{spec.block_id} appears twice in the course")
-        seen.add(identity)
-        index = len(entries)
-        entry = [spec.block_type, spec.block_id, spec.display_name, [], spec.fields]
-        entries.append(entry)
-        entry[3] = [add(child) for child in spec.children]
-        return index
+    def add(root: BlockSpec) -> None:
+        """Append a tree in depth-first order, without recursion: a course may nest deeper than Python's stack."""
+        waiting: list[tuple[BlockSpec, list[Any] | None]] = [(root, None)]
+        while waiting:
+            spec, parent = waiting.pop()
+            identity = (spec.block_type, spec.block_id)
+            if identity in seen:
+                raise ValueError(f"Block {spec.block_type}/{spec.block_id} appears twice in the course")
+            seen.add(identity)
+            if parent is not None:
+                parent[3].append(len(entries))
+            entry = [spec.block_type, spec.block_id, spec.display_name, [], spec.fields]
+            entries.append(entry)
+            waiting.extend((child, entry) for child in reversed(spec.children))
 
     add(course_block)
     for spec in detached_blocks:
