@@ -110,6 +110,9 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
         claimed = queue.claim(batch_size)
         if not claimed:
             break
+        full = len(claimed) == batch_size
+        if sink.objects_per_batch:
+            claimed += queue.claim_same_objects(claimed)
         if not sink.is_enabled():
             log.info("aspects_sink: %s is disabled; dropping %d outbox entries", sink_name, len(claimed))
             queue.acknowledge(claimed)
@@ -118,7 +121,7 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
         seconds = min(time_budget - (time.monotonic() - started), LEASE.total_seconds() / 2)
         if not _deliver(sink, queue, claimed, transport, report, seconds=seconds):
             return report
-        if len(claimed) < batch_size or time.monotonic() - started > time_budget:
+        if not full or time.monotonic() - started > time_budget:
             break
     report.next_run_in = _next_run_in(sink, report)
     return report

@@ -161,6 +161,26 @@ class Queue:
         rows = mine.values_list("id", self.spec.key_field, "attempts", "waits")
         return [Claimed(entry_id, str(key), attempts, waits, token) for entry_id, key, attempts, waits in rows]
 
+    def claim_same_objects(self, claimed: Sequence[Claimed]) -> list[Claimed]:
+        """
+        Take, under the lease of ``claimed``, the other ready entries of the same objects. The objects are read
+        after this, so one write covers every change recorded of them: a publishing storm of a course is one dump
+        even when it left more entries than a batch of a fan-out sink holds (``Sink.objects_per_batch``).
+        """
+        if not claimed:
+            return []
+        token, now = claimed[0].claim, timezone.now()
+        ready = self.entries.filter(state=LeasedEntry.PENDING, available_at__lte=now)
+        keys = list(dict.fromkeys(entry.object_id for entry in claimed))
+        for chunk in _chunks(keys):
+            ready.filter(**{f"{self.spec.key_field}__in": chunk}).update(
+                claim=token, available_at=now + LEASE, attempts=F("attempts") + 1
+            )
+        known = {entry.id for entry in claimed}
+        mine = self.model._default_manager.filter(claim=token, state=LeasedEntry.PENDING).order_by("id")
+        rows = mine.values_list("id", self.spec.key_field, "attempts", "waits")
+        return [Claimed(row[0], str(row[1]), row[2], row[3], token) for row in rows if row[0] not in known]
+
     def _park_worn_out(self, ids: list[int], now: datetime.datetime) -> None:
         """Park entries whose every try ended without an outcome: the batch they were in killed its worker."""
         error = RuntimeError(

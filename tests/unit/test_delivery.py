@@ -139,3 +139,20 @@ def test_dead_letters_can_be_replayed(embedded_clickhouse, pii):
 def test_versions_increase():
     first, second = VersionTick.allocate(), VersionTick.allocate()
     assert second > first
+
+
+def test_a_publishing_storm_is_one_write_however_many_entries_it_left(embedded_clickhouse):
+    """More changes of one course than a fan-out sink's batch of objects still make one dump: one version."""
+    from xmodule.modulestore.course_builder import create_course
+
+    course = create_course("StormX", "S1", "2026", blocks=5)
+    outbox.enqueue("course_overviews", [str(course)])  # create_course's own publication is recorded too
+    for _ in range(24):
+        outbox.enqueue("course_overviews", [str(course)])
+    delivery.drain("course_overviews", embedded_clickhouse)
+
+    assert not OutboxEntry.objects.filter(sink="course_overviews").exists()  # every entry acknowledged
+    versions = embedded_clickhouse.rows(
+        "SELECT uniqExact(version) FROM event_sink.course_overviews WHERE course_key = {c:String}", {"c": str(course)}
+    )
+    assert versions == [(1,)]

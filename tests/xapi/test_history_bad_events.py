@@ -1,7 +1,8 @@
 """
-An event the history import cannot store (a lone surrogate in its text, which UTF-8 cannot carry) is reported
-by file and line with the reason; the other events go in, the summary and the exit code say so, and
-``--resume`` carries on past it.
+A lone surrogate in an event's text (which UTF-8 cannot carry) no longer stops the history import: the statement
+is stored with JSON escapes, as the live route stores it. A line the import cannot read at all is reported by
+file and line with the reason; the other events go in, the summary and the exit code say so, and ``--resume``
+carries on past it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from tests.support.xapi import raw_rows
 
 @pytest.fixture
 def tracking_log(db, tmp_path):
-    """A learner's round of five events as a tracking log; the fourth (problem_check) holds a lone surrogate."""
+    """
+    A learner's round of five events as a tracking log; the fourth (problem_check) holds a lone surrogate, and a
+    sixth line was cut short (not JSON).
+    """
     course = activity.CourseBlocks.of(create_course("BadX", "Surrogate", "2026", "Bad events", blocks=60))
     learner = create_user("surrogate", "surrogate@example.com", name="Surrogate")
     with activity.recording() as events:
@@ -29,17 +33,17 @@ def tracking_log(db, tmp_path):
     for submission in lines[3]["event"]["submission"].values():
         submission["answer"] = "\ud800"
     path = tmp_path / "tracking.log"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="ascii")  # \ud800 escaped
+    text = "".join(json.dumps(line) + "\n" for line in lines)  # \ud800 escaped
+    path.write_text(text + json.dumps(lines[0])[:40] + "\n", encoding="ascii")
     return path
 
 
-def test_an_event_with_a_lone_surrogate_is_reported_and_the_others_go_in(devstack_clickhouse, tracking_log, capsys):
+def test_a_lone_surrogate_goes_in_and_an_unreadable_line_is_reported(devstack_clickhouse, tracking_log, capsys):
     with pytest.raises(CommandError, match="1 event could not be imported"):
         call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress")
     output = capsys.readouterr()
-    assert f"{tracking_log} line 4" in output.out + output.err
-    assert "surrogate" in output.out + output.err  # the reason
-    assert raw_rows(devstack_clickhouse) == 4
+    assert f"{tracking_log} line 6" in output.out + output.err
+    assert raw_rows(devstack_clickhouse) == 5  # the surrogate's statement included
 
     call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress", "--resume")  # past it, quietly
-    assert raw_rows(devstack_clickhouse) == 4
+    assert raw_rows(devstack_clickhouse) == 5
