@@ -108,7 +108,11 @@ class ClickHouseEndpoint:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-            self._process = None
+        self._forget_process()
+
+    def _forget_process(self) -> None:
+        """The server is gone: drop its handle and close its output file."""
+        self._process = None
         if self._output is not None:
             self._output.close()
             self._output = None
@@ -128,10 +132,7 @@ class ClickHouseEndpoint:
         if self._process is not None:
             self._process.kill()
             self._process.wait()
-            self._process = None
-        if self._output is not None:
-            self._output.close()
-            self._output = None
+        self._forget_process()
 
     def pause(self) -> None:
         """

@@ -16,6 +16,8 @@ from common.djangoapps.student.models import CourseEnrollment
 from django.core.management import call_command
 from xmodule.modulestore.course_builder import create_course
 
+from tests.support.endpoints import point_plugin_at
+
 USER = "backfill"
 PASSWORD = "backfill-secret"
 DATABASE = "event_sink_backfill"
@@ -61,16 +63,9 @@ def clickhouse_client(clickhouse_endpoint):
 @pytest.fixture
 def backfill_clickhouse(clickhouse_endpoint, clickhouse_client, settings, db):
     """aspects-sink configured for the endpoint, every table emptied; PII on."""
-    settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG = {
-        **settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG,
-        "url": clickhouse_endpoint.url,
-        "username": USER,
-        "password": PASSWORD,
-        "database": DATABASE,
-    }
-    settings.ASPECTS_ENABLE_PII = True
-    for table in TABLES:
-        clickhouse_client.command(f"TRUNCATE TABLE {DATABASE}.{table}")
+    point_plugin_at(
+        settings, clickhouse_client, clickhouse_endpoint, user=USER, password=PASSWORD, database=DATABASE, tables=TABLES
+    )
     return ClickHouse(clickhouse_endpoint, clickhouse_client)
 
 

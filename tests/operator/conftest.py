@@ -14,6 +14,7 @@ from devstack_tools.seeding import Seeder
 from django.core.management import call_command
 
 from tests.support.devstacks import make_devstack
+from tests.support.endpoints import point_plugin_at
 
 USER = "operator"
 PASSWORD = "operator-secret"
@@ -49,16 +50,9 @@ def clickhouse_client(clickhouse_endpoint):
 @pytest.fixture
 def operator_clickhouse(clickhouse_endpoint, clickhouse_client, settings, db):
     """aspects-sink configured for the endpoint, every table emptied; PII on."""
-    settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG = {
-        **settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG,
-        "url": clickhouse_endpoint.url,
-        "username": USER,
-        "password": PASSWORD,
-        "database": DATABASE,
-    }
-    settings.ASPECTS_ENABLE_PII = True
-    for table in TABLES:
-        clickhouse_client.command(f"TRUNCATE TABLE {DATABASE}.{table}")
+    point_plugin_at(
+        settings, clickhouse_client, clickhouse_endpoint, user=USER, password=PASSWORD, database=DATABASE, tables=TABLES
+    )
     return clickhouse_client
 
 
