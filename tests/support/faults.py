@@ -117,8 +117,10 @@ def compare(table: str, expected: Iterable[Sequence], found: Iterable[Sequence],
     keys = Counter(row[:key] for row in found_rows.elements())
     lost = expected_rows - found_rows
     unexpected = Counter(set(found_rows)) - Counter(set(expected_rows))
-    examples = [f"{table} lost {_short(row)}" for row in list(lost)[:2]]
-    examples += [f"{table} unexpected {_short(row)}" for row in list(unexpected)[:2]]
+    lost_keys = {row[:key] for row in lost}
+    found_by_key = {row[:key]: row for row in unexpected}
+    examples = [_difference(table, key, row, found_by_key.get(row[:key])) for row in list(lost)[:2]]
+    examples += [f"{table} unexpected {_short(row)}" for row in list(unexpected)[:2] if row[:key] not in lost_keys]
     return Count(
         expected=sum(expected_rows.values()),
         found=sum(found_rows.values()),
@@ -127,6 +129,16 @@ def compare(table: str, expected: Iterable[Sequence], found: Iterable[Sequence],
         unexpected=sum(unexpected.values()),
         raw=raw,
         examples=examples,
+    )
+
+
+def _difference(table: str, key: int, expected: tuple, found: tuple | None) -> str:
+    """A lost row, and where ClickHouse holds its key with other values, only the values that differ."""
+    if found is None:
+        return f"{table} lost {_short(expected)}"
+    columns = [index for index, (want, got) in enumerate(zip(expected, found, strict=True)) if want != got]
+    return f"{table} {_short(expected[:key])} differs in column(s) {columns}: " + ", ".join(
+        f"expected {_short((expected[index],))} found {_short((found[index],))}" for index in columns
     )
 
 

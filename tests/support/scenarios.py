@@ -560,12 +560,13 @@ def fault_snapshot(prefix: str, course: str) -> dict:
     from common.djangoapps.student.models import CourseEnrollment, UserProfile
     from opaque_keys.edx.keys import CourseKey
     from openedx.core.djangoapps.external_user_ids.models import ExternalId
+    from rest_framework.fields import DateTimeField
 
     def text(value):
         if value is None:
             return ""
-        if isinstance(value, datetime.datetime):
-            return str(value.astimezone(datetime.UTC))
+        if isinstance(value, datetime.datetime):  # as platform-plugin-aspects writes it: DRF's ISO 8601
+            return DateTimeField().to_representation(value)
         return str(value)
 
     profiles = UserProfile.objects.filter(user__username__startswith=prefix).select_related("user").order_by("id")
