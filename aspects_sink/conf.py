@@ -63,17 +63,19 @@ BUILTIN_SINK_NAMES = (
 DEFAULTS: dict[str, Any] = {
     # .. setting_name: EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG
     # .. setting_default: {"url": "http://clickhouse:8123", "username": "ch_lms", "password": "",
-    #   "database": "event_sink", "timeout_secs": 5, "verify": True, "ca_cert": None, "client_cert": None,
-    #   "client_cert_key": None}
+    #   "database": "event_sink", "timeout_secs": 5, "read_timeout_secs": 30, "verify": True, "ca_cert": None,
+    #   "client_cert": None, "client_cert_key": None}
     # .. setting_description: The ClickHouse connection: ``url`` is http(s)://host:port of a server, or
     #   chdb://<path> for an embedded engine; TLS through ``verify`` (True, False or a CA bundle path),
-    #   ``ca_cert`` and a client certificate. Keys left out keep their default.
+    #   ``ca_cert`` and a client certificate. ``timeout_secs`` bounds connecting; an answer is awaited for the
+    #   longer of ``timeout_secs`` and ``read_timeout_secs``. Keys left out keep their default.
     "EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG": {
         "url": "http://clickhouse:8123",
         "username": "ch_lms",
         "password": "",
         "database": "event_sink",
         "timeout_secs": 5,
+        "read_timeout_secs": 30,
         "verify": True,
         "ca_cert": None,
         "client_cert": None,

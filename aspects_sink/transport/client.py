@@ -45,6 +45,7 @@ class ConnectionConfig:
     password: str = ""
     database: str = "default"
     timeout_secs: float = 5
+    read_timeout_secs: float = 30
     verify: bool | str = True
     ca_cert: str | None = None
     client_cert: str | None = None
@@ -83,7 +84,9 @@ def _client_arguments(config: ConnectionConfig) -> dict[str, Any]:
         "username": parts.username or config.username,
         "password": parts.password or config.password,
         "connect_timeout": config.timeout_secs,
-        "send_receive_timeout": max(config.timeout_secs, 30),
+        # A big INSERT (a 20,000-block course) may take the server longer than a connection may: reads wait the
+        # longer of the two settings.
+        "send_receive_timeout": max(config.timeout_secs, config.read_timeout_secs),
         "verify": config.verify,
         "ca_cert": config.ca_cert,
         "client_cert": config.client_cert,

@@ -142,7 +142,7 @@ def test_clickhouse_killed_mid_batch(stack, path):
 @BOTH
 def test_clickhouse_slower_than_the_read_timeout(stack):
     """
-    ClickHouse frozen longer than the client's read timeout (``max(timeout_secs, 30)`` seconds) on every path at
+    ClickHouse frozen longer than the client's read timeout (``read_timeout_secs``, 10 s here) on every path at
     once: the live drains and the xAPI drain (workers enough to hold every sink's batch at the same time) and a
     backfill give up; the frozen server then runs the inserts anyway, and the retries send them again.
     """
@@ -166,7 +166,7 @@ def test_clickhouse_slower_than_the_read_timeout(stack):
     stack.dump("--object", "user_profile", "--resume")
     stack.dump()
     for cell in (live, backfill, xapi):
-        cell.finish(notes="frozen beyond the read timeout (30 s)")
+        cell.finish(notes="frozen beyond the read timeout (10 s)")
 
 
 # -- broker, cache, worker -------------------------------------------------------------------------------------------

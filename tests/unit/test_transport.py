@@ -14,7 +14,7 @@ from aspects_sink.transport import (
     ColumnBatch,
     ConnectionConfig,
 )
-from aspects_sink.transport.client import ClickHouseTransport, classify
+from aspects_sink.transport.client import ClickHouseTransport, _client_arguments, classify
 
 
 @pytest.mark.parametrize(
@@ -72,3 +72,12 @@ def test_insert_writes_only_the_columns_an_existing_table_has(embedded_clickhous
 def test_statements_take_values_as_parameters(embedded_clickhouse):
     hostile = "x'); DROP TABLE event_sink.user_profile; --"
     assert embedded_clickhouse.rows("SELECT {v:String}", {"v": hostile}) == [(hostile,)]
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "connect", "read"),
+    [({}, 5, 30), ({"timeout_secs": 3, "read_timeout_secs": 5}, 3, 5), ({"timeout_secs": 60}, 60, 60)],
+)
+def test_an_answer_is_awaited_for_the_longer_timeout(timeouts, connect, read):
+    arguments = _client_arguments(ConnectionConfig(url="http://ch.example.com:8123/", **timeouts))
+    assert (arguments["connect_timeout"], arguments["send_receive_timeout"]) == (connect, read)
