@@ -358,7 +358,7 @@ class Devstack:
         return worker
 
     @staticmethod
-    def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if worker.poll() is not None:

@@ -120,8 +120,8 @@ class FaultStack:
     def learners(self, prefix: str, course: str, count: int = 6, **options) -> dict:
         return self.lms.call(scenarios.fault_learners, prefix=prefix, course=course, count=count, **options)
 
-    def settle(self, count, timeout: float = 90) -> Count:
-        return settle(self.devstack, self.db, count, timeout=timeout)
+    def settle(self, count) -> Count:
+        return settle(self.devstack, self.db, count)
 
     def finish(
         self,

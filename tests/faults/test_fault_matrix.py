@@ -17,6 +17,7 @@ import pytest
 from tests.support import scenarios
 from tests.support.faults import (
     BACKENDS,
+    PATIENCE,
     Count,
     course_count,
     learner_count,
@@ -108,7 +109,7 @@ def start_slow_dump(stack):
     slow the machine, it is mid-run for long after.
     """
     dump = stack.start_dump("--object", "user_profile", "--batch_size", "2", "--sleep_time", "1")
-    wait_until(lambda: stack.db.running_dump_rows("user_profile") >= 2, "a batch of the run acknowledged", 60)
+    wait_until(lambda: stack.db.running_dump_rows("user_profile") >= 2, "a batch of the run acknowledged")
     return dump
 
 
@@ -125,7 +126,7 @@ def test_clickhouse_killed_mid_batch(stack, path):
         with stack.frozen_clickhouse():
             wait_for_request_in_flight(stack)
             stack.clickhouse.kill()
-        output = dump.communicate(timeout=120)[0]
+        output = dump.communicate(timeout=PATIENCE)[0]
         assert dump.returncode != 0 and "--resume" in output, output
         stack.clickhouse.start()
         stack.dump("--object", "user_profile", "--resume")
@@ -154,11 +155,10 @@ def test_clickhouse_slower_than_the_read_timeout(stack):
         with stack.frozen_clickhouse():
             live.make_changes()
             xapi.make_changes()
-            output = dump.communicate(timeout=120)[0]  # the command gives up: ClickHouse timed out
+            output = dump.communicate(timeout=PATIENCE)[0]  # the command gives up: ClickHouse timed out
             wait_until(
                 lambda: stack.db.waited("aspects_sink_outboxentry") and stack.db.waited("aspects_sink_xapistatement"),
                 "the drains giving their batches back after ClickHouse timed out",
-                timeout=120,
             )
     finally:
         stack.devstack.stop_worker(helpers)
@@ -189,7 +189,7 @@ def test_broker_killed(stack, path):
             return "gone"
         return "back" if b"Connected to" in log.read_bytes()[logged_before:] else None
 
-    if wait_until(worker_back_or_gone, "the worker reconnecting to the broker (or exiting)", timeout=60) == "gone":
+    if wait_until(worker_back_or_gone, "the worker reconnecting to the broker (or exiting)") == "gone":
         # Celery 5.7 / kombu 5.7 may exit ("Unrecoverable error") when the broker dies while it holds unacknowledged
         # messages; its supervisor (Kubernetes, systemd) starts it again, as here.
         notes = "the worker exited with the broker (Celery's 'Unrecoverable error') and was started again"
@@ -268,7 +268,7 @@ def test_one_row_rejected(stack, path):
     try:
         if path == "xapi":  # the first learner's answer: that one statement is rejected, and parked
             cell.make_changes(poison=poison)
-            wait_until(stack.db.dead_statements, "the rejected statement parked", timeout=90)
+            wait_until(stack.db.dead_statements, "the rejected statement parked")
         else:
             cell.make_changes(count=LEARNERS - 1)
             cell.make_changes(count=1, first=LEARNERS - 1, city=poison)
@@ -280,7 +280,6 @@ def test_one_row_rejected(stack, path):
             parked = wait_until(
                 lambda: {(row[0], row[1]) for row in stack.db.dead_letters() if constraint in row[2]},
                 "the rejected profile parked",
-                timeout=90,
             )
             assert [sink for sink, _ in parked] == ["user_profile"], parked
     finally:
@@ -314,7 +313,7 @@ def _configuration_fault(stack, scenario: str, path: str, break_it, fix_it) -> N
     break_it()
     try:
         cell.make_changes()
-        error = wait_until(lambda: stack.db.paused(sink), f"{sink} paused by the configuration error", timeout=60)
+        error = wait_until(lambda: stack.db.paused(sink), f"{sink} paused by the configuration error")
     finally:
         fix_it()
     cell.finish(notes=f"paused: {error[:80]}")
@@ -412,7 +411,7 @@ def test_a_course_that_fails_to_serialize_among_good_ones(stack, path):
             output = failed.stdout + failed.stderr
             assert failed.returncode != 0 and broken in output and "course_overviews 1" in output, output
         else:
-            wait_until(lambda: [row for row in stack.db.dead_letters() if row[1] == broken], "the course parked", 90)
+            wait_until(lambda: [row for row in stack.db.dead_letters() if row[1] == broken], "the course parked")
     finally:
         # fixed: published again, whole (the dead letter stays, naming the old failure)
         org, course, run = broken.removeprefix("course-v1:").split("+")
@@ -481,7 +480,7 @@ def test_a_big_and_a_deep_course(stack, scenario, options):
     published = stack.cms.call(scenarios.fault_courses, prefix=prefix, **options)
     expected = stack.cms.call(scenarios.course_snapshot, courses=published["courses"])
     client = stack.client()
-    result = stack.settle(lambda: course_count(client, expected, published["courses"]), timeout=180)
+    result = stack.settle(lambda: course_count(client, expected, published["courses"]))
     stack.finish(
         scenario,
         "live",

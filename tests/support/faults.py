@@ -28,6 +28,9 @@ from pathlib import Path
 from tests.support.scenarios import FAULT_PROFILE_COLUMNS
 
 PATHS = ("live", "backfill", "xapi")
+# How long a wait may last before it is taken for a hang. Generous: CI runs the matrix beside four other tox
+# environments on two cores; a passing scenario waits only as long as its condition takes.
+PATIENCE = 300
 BACKENDS = ("sqlite-embedded", "mariadb-redis")
 # The rows of the table, in order: (scenario id, what it does).
 SCENARIOS = (
@@ -403,7 +406,7 @@ def statement_count(client, course: str, expected: dict) -> Count:
     )
 
 
-def settle(devstack, lms_database: LmsDatabase, count: Callable[[], Count], timeout: float = 90) -> Count:
+def settle(devstack, lms_database: LmsDatabase, count: Callable[[], Count], timeout: float = PATIENCE) -> Count:
     """
     Wait until the scenario's rows are exact and nothing is pending in the LMS's queues, then count once more
     (a row arriving late would show); on timeout, the last count, for the record and the assertion.
@@ -438,7 +441,7 @@ def request_in_flight(port: int) -> bool:
     return False
 
 
-def wait_until(predicate: Callable[[], object], what: str, timeout: float = 60, interval: float = 0.1) -> object:
+def wait_until(predicate: Callable[[], object], what: str, timeout: float = PATIENCE, interval: float = 0.1) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
