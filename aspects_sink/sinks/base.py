@@ -150,16 +150,25 @@ class TableSpec:
         """``database.table`` of the storing table, as ``system.mutations`` names it."""
         return f"{self.database or schema.database()}.{schema.storage_table(self.name)}"
 
-    def delete_users(self, user_ids: Sequence[int]) -> Statement:
+    def delete_users(self, user_ids: Sequence[int], older_than: Stamp | None = None) -> Statement:
         """
         The one mutation that removes every row of these users (``ALTER TABLE … DELETE``, which Tutor's
         ``DELETE`` grant allows), ``ON CLUSTER`` in cluster mode; parameterized, followed to its end.
+
+        ``older_than``: only the rows written before the read of that stamp, for a batch that found the users'
+        objects missing. A later read (a backfill, once the object exists) wrote what is true now, and a
+        mutation submitted after that row landed would remove it. ``time_last_dumped`` orders reads as
+        ``version`` does and every bookkept table has it (docs/decisions/0002-row-versions.rst).
         """
         sql = (
             f"ALTER TABLE {self.mutation_target}{schema.on_cluster()} "
             f"DELETE WHERE {schema.quote(self.user_id_column or '')} IN {{user_ids:Array(Int64)}}"
         )
-        return Statement(sql, {"user_ids": sorted(user_ids)}, schema.mutation_settings(), self.storage_name)
+        parameters: dict[str, Any] = {"user_ids": sorted(user_ids)}
+        if older_than is not None and self.bookkeeping:
+            sql += " AND time_last_dumped < {read_at:String}"
+            parameters["read_at"] = older_than.time_last_dumped
+        return Statement(sql, parameters, schema.mutation_settings(), self.storage_name)
 
     @property
     def insert_target(self) -> str:
@@ -381,7 +390,7 @@ class ModelSink(Sink):
         if self.deletes_retired_rows and self.lookup == self.user_source:
             gone = {int(object_id) for object_id in object_ids} - {int(user) for user in fetched[self.user_source]}
             if gone:
-                writes.append(self.table_spec.delete_users(sorted(gone)))
+                writes.append(self.table_spec.delete_users(sorted(gone), older_than=stamp))
         return writes
 
     def fetch(self, queryset, *, also: Sequence[str] = ()) -> dict[str, list]:

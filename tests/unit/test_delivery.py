@@ -12,7 +12,7 @@ from django.db import transaction
 
 from aspects_sink import delivery, outbox
 from aspects_sink.models import OutboxEntry, VersionTick
-from aspects_sink.sinks.base import SerializationError
+from aspects_sink.sinks.base import SerializationError, Statement
 from aspects_sink.sinks.registry import get_sink
 from aspects_sink.transport import ClickHouseRejected, ClickHouseUnavailable
 
@@ -76,6 +76,28 @@ def test_the_newest_read_wins_whatever_order_rows_arrive_in(embedded_clickhouse,
     profile.save()
     embedded_clickhouse.insert(sink.serialize(sink.queryset_for([user.id]), Stamp(old_version)))  # a slow worker
     assert profiles(embedded_clickhouse) == [(user.id, "Paris")]
+
+
+def test_a_user_found_without_profile_deletes_only_rows_older_than_that_read(embedded_clickhouse, pii):
+    """
+    A batch that found a user without a profile deletes the user's rows, but only those written before its read:
+    a profile created just after, and sent meanwhile by a later read (a backfill), stays.
+    """
+    from django.contrib.auth.models import User
+
+    from aspects_sink.sinks.base import Stamp
+
+    sink = get_sink("user_profile")
+    user = User.objects.create(username="late", email="late@example.com")  # an account created in two steps
+    stale = sink.table_spec.batch([[7], [user.id]] + [["Stale"]] * 18, Stamp(VersionTick.allocate()))
+    embedded_clickhouse.insert(stale)  # a row of an earlier profile of the account
+    found_missing = sink.writes_for([user.id], Stamp(VersionTick.allocate()))  # the worker's read: no profile yet
+    UserProfile.objects.create(user=user, name="Late", city="Turku")
+    embedded_clickhouse.insert(sink.serialize(sink.queryset_for([user.id]), Stamp(VersionTick.allocate())))
+    for write in found_missing:  # the worker's writes land after the backfill's
+        if isinstance(write, Statement):
+            embedded_clickhouse.command(write.sql, write.parameters, write.settings)
+    assert profiles(embedded_clickhouse, final=False) == [(user.id, "Turku")]
 
 
 def test_a_rolled_back_change_leaves_nothing_to_send(embedded_clickhouse):
