@@ -23,8 +23,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +47,6 @@ RANGES_PER_QUERY = 100
 EXAMPLES_KEPT = 20
 _CHUNK = 900  # stay under SQLite's bound on parameters per statement
 _MASK = (1 << 128) - 1  # ClickHouse's sum of UInt128 digests wraps around at 128 bits
-_NULL = "\\N"
 
 
 class ReconcileError(Exception):
@@ -58,19 +56,6 @@ class ReconcileError(Exception):
 def comparable(sink: Sink) -> bool:
     """Sinks whose rows come from one model can be compared; retirement writes mutations, xAPI has no model."""
     return isinstance(sink, ModelSink)
-
-
-def canonical(value: Any) -> str:
-    """One text form of a key or object value, the same whether it came from the sink's serializer or ClickHouse."""
-    if value is None:
-        return _NULL
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -86,16 +71,15 @@ class Summary:
 
 
 @dataclass(frozen=True)
-class Side:
+class Rows:
     """
-    One side of a range, row by row: ``rows`` maps each row's key (canonical) to its digest and object
-    (canonical); ``raw_keys`` the row's key as ClickHouse types it; ``objects`` each object's key as the sink
-    converts it.
+    One side of a differing range, row by row, each row named by its key written as text (``digests.texts``, alike
+    on both sides): its digest, its object (as text: what the outbox names) and its key as ClickHouse types it.
     """
 
-    rows: dict[tuple, tuple[int, str]]
+    digests: dict[tuple, int]
+    objects: dict[tuple, str]
     raw_keys: dict[tuple, tuple]
-    objects: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -213,10 +197,13 @@ class SinkComparison:
         data = [batch.columns[batch.column_names.index(column.name)] for column in self.columns]
         return LmsRange(data, digests.digests(self.columns, data))
 
-    def lms_side(self, lms: LmsRange) -> Side:
+    def lms_rows(self, lms: LmsRange) -> Rows:
         """The range's LMS rows one by one, to compare with ClickHouse's."""
-        keys = zip(*(lms.data[i] for i in self.key_positions))
-        return self._side(zip(keys, lms.data[self.object_position], lms.digests))
+        return self._rows(lms.data, lms.digests)
+
+    def object_text(self, value: Any) -> str:
+        """An object's key (as ClickHouse or the sink holds it) as text, as the outbox names it."""
+        return digests.texts(self.object_column, [value])[0]
 
     def lms_objects(self, lms: LmsRange) -> list:
         """The objects of the range's LMS rows, each once."""
@@ -225,26 +212,32 @@ class SinkComparison:
     # -- the ClickHouse side --------------------------------------------------------------------
 
     def _where(self, after: Any, up_to: Any, objects: Sequence[Any]) -> tuple[str, dict[str, Any]]:
-        """The condition selecting a range's rows in ClickHouse, and its parameters."""
+        """
+        The clause selecting a range's rows in ClickHouse (after FINAL), and its parameters. When the column it
+        filters on is one of the table's key columns, every version of a row has the same value there, so the
+        filter may run before FINAL merges the versions: PREWHERE, which spares ClickHouse merging the whole table
+        when the ranges do not follow its sorting key (enrollments' user ids).
+        """
+        column = self.range_column if self.by_range else self.object_column
+        target = schema.quote(column.name)
+        clause = "PREWHERE" if column.name in self.table.key else "WHERE"
         parameters: dict[str, Any] = {}
-        if self.by_range:
-            target = schema.quote(self.range_column.name)
-            conditions = []
-            if after is not None:
-                conditions.append(f"{target} > {{after:Int64}}")
-                parameters["after"] = int(after)
-            if up_to is not None:
-                conditions.append(f"{target} <= {{up_to:Int64}}")
-                parameters["up_to"] = int(up_to)
-            return " AND ".join(conditions) or "1", parameters
-        target = schema.quote(self.object_column.name)
-        parameters["objects"] = [self.object_column.convert(each) for each in objects]
-        return f"{target} IN {{objects:Array({self.object_column.clickhouse_type})}}", parameters
+        if not self.by_range:
+            parameters["objects"] = [column.convert(each) for each in objects]
+            return f"{clause} {target} IN {{objects:Array({column.clickhouse_type})}}", parameters
+        conditions = []
+        if after is not None:
+            conditions.append(f"{target} > {{after:Int64}}")
+            parameters["after"] = int(after)
+        if up_to is not None:
+            conditions.append(f"{target} <= {{up_to:Int64}}")
+            parameters["up_to"] = int(up_to)
+        return f"{clause} {' AND '.join(conditions)}" if conditions else "", parameters
 
     def clickhouse_summary(self, objects: Sequence[Any]) -> Summary:
         """The count and digest sum of these objects' rows (text keys), computed by ClickHouse after FINAL."""
         where, parameters = self._where(None, None, objects)
-        sql = f"SELECT count(), sum({digests.digest_sql(self.columns)}) FROM {self.target} FINAL WHERE {where}"
+        sql = f"SELECT count(), sum({digests.digest_sql(self.columns)}) FROM {self.target} FINAL {where}"
         rows, digest_sum = self.transport.rows(sql, parameters)[0]
         return Summary(int(rows), int(digest_sum) & _MASK)
 
@@ -262,7 +255,7 @@ class SinkComparison:
         )
         sql = (
             f"SELECT {position} AS position, count(), sum({digests.digest_sql(self.columns)}) "
-            f"FROM {self.target} FINAL WHERE {where} GROUP BY position"
+            f"FROM {self.target} FINAL {where} GROUP BY position"
         )
         held = {
             int(index): Summary(int(rows), int(digest_sum) & _MASK)
@@ -270,32 +263,29 @@ class SinkComparison:
         }
         return [held.get(index, Summary(0, 0)) for index in range(len(ranges))]
 
-    def clickhouse_side(self, after: Any, up_to: Any, objects: Sequence[Any] = ()) -> Side:
+    def clickhouse_rows(self, after: Any, up_to: Any, objects: Sequence[Any] = ()) -> Rows:
         """The range's rows one by one after FINAL: key, object and digest (computed by ClickHouse)."""
         where, parameters = self._where(after, up_to, objects)
-        selected = [schema.quote(name) for name in self.table.key]
+        selected = [schema.quote(self.columns[i].name) for i in self.key_positions]
         selected += [schema.quote(self.object_column.name), digests.digest_sql(self.columns)]
-        rows = self.transport.rows(f"SELECT {', '.join(selected)} FROM {self.target} FINAL WHERE {where}", parameters)
-        width = len(self.key_positions)
-        return self._side((row[:width], row[width], int(row[width + 1])) for row in rows)
+        rows = self.transport.rows(f"SELECT {', '.join(selected)} FROM {self.target} FINAL {where}", parameters)
+        *values, row_digests = zip(*rows) if rows else [()] * len(selected)
+        data: list[Sequence[Any]] = [()] * len(self.columns)
+        for position, column_values in zip([*self.key_positions, self.object_position], values):
+            data[position] = column_values
+        return self._rows(data, row_digests)
 
     def distinct_objects(self) -> list:
         """Every object key in the ClickHouse table (used for text keys, whose objects are few: courses)."""
         target = schema.quote(self.object_column.name)
         return [row[0] for row in self.transport.rows(f"SELECT DISTINCT {target} FROM {self.target} FINAL")]
 
-    def _side(self, rows: Iterable[tuple[Sequence[Any], Any, int]]) -> Side:
-        """A side from (key, object, digest) of each row."""
-        found: dict[tuple, tuple[int, str]] = {}
-        raw: dict[tuple, tuple] = {}
-        objects: dict[str, Any] = {}
-        for key, object_value, digest in rows:
-            canonical_key = tuple(canonical(value) for value in key)
-            object_id = canonical(object_value)
-            found[canonical_key] = (digest, object_id)
-            raw[canonical_key] = tuple(key)
-            objects[object_id] = object_value
-        return Side(found, raw, objects)
+    def _rows(self, data: Sequence[Sequence[Any]], row_digests: Sequence[int]) -> Rows:
+        """Rows from the values of the key and object columns (``data`` holds one sequence per column) and digests."""
+        raw_keys = list(zip(*(data[i] for i in self.key_positions)))
+        keys = list(zip(*(digests.texts(self.columns[i], data[i]) for i in self.key_positions)))
+        objects = digests.texts(self.object_column, data[self.object_position])
+        return Rows(dict(zip(keys, row_digests)), dict(zip(keys, objects)), dict(zip(keys, raw_keys)))
 
     def delete_rows(self, keys: Sequence[tuple]) -> None:
         """Delete these rows (by the table's key) with one mutation."""
@@ -344,9 +334,8 @@ def reconcile(
                 result.clickhouse_rows += held.rows
                 if lms.summary != held:
                     result.differing_ranges += 1
-                    lms_side = comparison.lms_side(lms)
-                    clickhouse_side = comparison.clickhouse_side(after, up_to, comparison.lms_objects(lms))
-                    _settle(comparison, _differences(lms_side, clickhouse_side), result, repair=repair)
+                    held_rows = comparison.clickhouse_rows(after, up_to, comparison.lms_objects(lms))
+                    _settle(comparison, _differences(comparison.lms_rows(lms), held_rows), result, repair=repair)
                 progress.advance(len(lms.digests))
         finally:
             clickhouse.submit(transport.close)  # the thread's own client
@@ -409,18 +398,17 @@ class _Differences:
     extra_rows: dict[str, list[tuple]] = field(default_factory=dict)
 
 
-def _differences(lms: Side, clickhouse: Side) -> _Differences:
+def _differences(lms: Rows, clickhouse: Rows) -> _Differences:
+    """The objects whose rows differ: only rows whose key or digest differ are looked at one by one."""
     found = _Differences()
-    present = {object_id for _, object_id in clickhouse.rows.values()}
-    for key, (digest, object_id) in lms.rows.items():
-        other = clickhouse.rows.get(key)
-        if other is None:
-            (found.stale if object_id in present else found.missing).add(object_id)
-        elif other[0] != digest:
-            found.stale.add(object_id)
-    for key, (_, object_id) in clickhouse.rows.items():
-        if key not in lms.rows:
-            (found.stale if object_id in lms.objects else found.extra).add(object_id)
+    present, lms_objects = set(clickhouse.objects.values()), set(lms.objects.values())
+    for key in {key for key, _ in lms.digests.items() ^ clickhouse.digests.items()}:
+        if key in lms.digests:
+            object_id = lms.objects[key]
+            (found.stale if key in clickhouse.digests or object_id in present else found.missing).add(object_id)
+        if key not in lms.digests:
+            object_id = clickhouse.objects[key]
+            (found.stale if object_id in lms_objects else found.extra).add(object_id)
             found.extra_rows.setdefault(object_id, []).append(clickhouse.raw_keys[key])
     found.missing -= found.stale
     return found
@@ -462,18 +450,18 @@ def _extra_text_objects(comparison: SinkComparison, result: Reconciliation, *, r
     for start in range(0, len(values), _CHUNK):
         chunk = values[start : start + _CHUNK]
         known = {
-            canonical(comparison.object_column.convert(value))
+            comparison.object_text(comparison.object_column.convert(value))
             for value in comparison.sink.queryset()
-            .filter(**{f"{lookup}__in": [canonical(v) for v in chunk]})
+            .filter(**{f"{lookup}__in": [comparison.object_text(v) for v in chunk]})
             .values_list(lookup, flat=True)
         }
-        gone = [value for value in chunk if canonical(value) not in known]
+        gone = [value for value in chunk if comparison.object_text(value) not in known]
         if not gone:
             continue
-        side = comparison.clickhouse_side(None, None, gone)
-        found = _Differences(extra={object_id for _, object_id in side.rows.values()})
-        for key, (_, object_id) in side.rows.items():
-            found.extra_rows.setdefault(object_id, []).append(side.raw_keys[key])
+        held = comparison.clickhouse_rows(None, None, gone)
+        found = _Differences(extra=set(held.objects.values()))
+        for key, object_id in held.objects.items():
+            found.extra_rows.setdefault(object_id, []).append(held.raw_keys[key])
         _settle(comparison, found, result, repair=repair)
 
 
