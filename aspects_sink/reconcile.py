@@ -4,12 +4,13 @@ the sink's object keys, and find the objects that are missing, extra or stale.
 
 A range is a slice of the sink's rows in key order, about ``range_size`` rows long: by the table's own key when it
 starts with the model's primary key (ClickHouse then reads the range through its primary index), else by the
-object key (``lookup``, the id the outbox names: a user id, a course key). For each range both sides are read and
-each row hashed the same way: the LMS rows serialized by the sink's own code (as the drains and the backfill send
-them), the ClickHouse rows selected ``FINAL`` with the same columns, each value written in one canonical text form
-and hashed with BLAKE2b in Python.
-Equal counts and equal sums of the row hashes mean equal ranges; otherwise the range's rows are compared by the
-table's key to name the differing objects. Memory holds one range at a time, whatever the size of the table.
+object key (``lookup``, the id the outbox names: a user id, a course key). Each row is digested the same way on
+both sides (:mod:`aspects_sink.sinks.digests`, as the backfill's change tracking does): its sent columns written
+as text, joined and hashed with MD5. The LMS rows are serialized by the sink's own code (as the drains and the
+backfill send them) and digested in Python; ClickHouse digests its rows after ``FINAL`` itself and returns only
+the range's count and the sum of its digests, so no row travels back while ranges agree. Equal counts and equal
+sums mean equal ranges; otherwise ClickHouse's per-row digests of the range are read and compared by the table's
+key to name the differing objects. Memory holds one range at a time, whatever the size of the table.
 
 Reads in the LMS are plain SELECTs in autocommit (no locking reads, no long transaction), so the platform never
 waits on them. Objects with a pending outbox entry are on their way and only counted as "in flight". ``repair``
@@ -19,10 +20,11 @@ rows with one mutation per range.
 
 from __future__ import annotations
 
-import hashlib
+import functools
+import itertools
 import logging
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ from aspects_sink import outbox
 from aspects_sink.models import LeasedEntry, OutboxEntry
 from aspects_sink.progress import ProgressReporter, SilentProgress
 from aspects_sink.sinks import columns as col
-from aspects_sink.sinks import schema
+from aspects_sink.sinks import digests, schema
 from aspects_sink.sinks.base import ModelSink, Sink, Stamp
 from aspects_sink.sinks.registry import all_sinks
 from aspects_sink.transport import ClickHouseTransport
@@ -40,11 +42,11 @@ from aspects_sink.transport import ClickHouseTransport
 log = logging.getLogger(__name__)
 
 DEFAULT_RANGE_SIZE = 10_000
+# Ranges ClickHouse sums with one query: each row's range is found among this many bounds (``clickhouse_summaries``).
+RANGES_PER_QUERY = 100
 EXAMPLES_KEPT = 20
 _CHUNK = 900  # stay under SQLite's bound on parameters per statement
-_MASK = (1 << 64) - 1
-_SEPARATOR = "\x1f"
-_NULL = "\\N"
+_MASK = (1 << 128) - 1  # ClickHouse's sum of UInt128 digests wraps around at 128 bits
 
 
 class ReconcileError(Exception):
@@ -56,40 +58,40 @@ def comparable(sink: Sink) -> bool:
     return isinstance(sink, ModelSink)
 
 
-def canonical(value: Any) -> str:
-    """One text form per value, the same whether it came from the sink's serializer or from ClickHouse."""
-    if value is None:
-        return _NULL
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
+@dataclass(frozen=True)
+class Summary:
+    """A range in brief: its row count and the sum of its rows' digests. Equal summaries mean equal ranges."""
 
+    rows: int
+    digest_sum: int
 
-def row_hash(values: Sequence[Any]) -> int:
-    """The hash of one row's sent columns: BLAKE2b (64 bits) of their canonical forms."""
-    text = _SEPARATOR.join(canonical(value) for value in values)
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "big")
+    @classmethod
+    def of(cls, row_digests: Sequence[int]) -> Summary:
+        return cls(len(row_digests), sum(row_digests) & _MASK)
 
 
 @dataclass(frozen=True)
-class Side:
+class Rows:
     """
-    One side of a range: ``rows`` maps each row's key (canonical) to its hash and object (canonical);
-    ``raw_keys`` the row's key as ClickHouse types it; ``objects`` each object's key as the sink converts it.
+    One side of a differing range, row by row, each row named by its key written as text (``digests.texts``, alike
+    on both sides): its digest, its object (as text: what the outbox names) and its key as ClickHouse types it.
     """
 
-    rows: dict[tuple, tuple[int, str]]
+    digests: dict[tuple, int]
+    objects: dict[tuple, str]
     raw_keys: dict[tuple, tuple]
-    objects: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LmsRange:
+    """The LMS rows of one range: the sent columns' values as the sink serializes them, and each row's digest."""
+
+    data: Sequence[Sequence[Any]]
+    digests: list[int]
 
     @property
-    def summary(self) -> tuple[int, int]:
-        """(count, sum of the row hashes): equal summaries mean equal ranges."""
-        return len(self.rows), sum(hash_ for hash_, _ in self.rows.values()) & _MASK
+    def summary(self) -> Summary:
+        return Summary.of(self.digests)
 
 
 @dataclass
@@ -166,68 +168,124 @@ class SinkComparison:
     # -- the LMS side ---------------------------------------------------------------------------
 
     def lms_ranges(self, range_size: int) -> Iterator[tuple[Any, Any]]:
-        """(after, up_to] bounds of the object keys, about ``range_size`` rows each; None is open."""
+        """
+        (after, up_to] bounds of the range keys, about ``range_size`` rows each; None is open. Found in the model's
+        own table, without the sink's filters and joins (one index walk each): a bound only cuts, the ranges read
+        the sink's rows.
+        """
         lookup = self.range_field
-        queryset = self.sink.queryset().order_by(lookup)
+        keys = self.sink.get_model()._default_manager.order_by(lookup).values_list(lookup, flat=True)
         after = None
         while True:
-            rest = queryset if after is None else queryset.filter(**{f"{lookup}__gt": after})
-            up_to = next(iter(rest.values_list(lookup, flat=True)[range_size - 1 : range_size]), None)
+            rest = keys if after is None else keys.filter(**{f"{lookup}__gt": after})
+            up_to = next(iter(rest[range_size - 1 : range_size]), None)
             yield after, up_to
             if up_to is None:
                 return
             after = up_to
 
-    def lms_side(self, after: Any, up_to: Any) -> Side:
+    def lms_range(self, after: Any, up_to: Any) -> LmsRange:
+        """The range's rows as the drains and the backfill send them, and their digests."""
         bounds = {}
         if after is not None:
             bounds[f"{self.range_field}__gt"] = after
         if up_to is not None:
             bounds[f"{self.range_field}__lte"] = up_to
         batch = self.sink.serialize(self.sink.queryset().filter(**bounds), Stamp(version=0))
-        positions = [batch.column_names.index(column.name) for column in self.columns]
-        return self._side(zip(*(batch.columns[i] for i in positions)) if batch.row_count else ())
+        if not batch.row_count:
+            return LmsRange([[] for _ in self.columns], [])
+        data = [batch.columns[batch.column_names.index(column.name)] for column in self.columns]
+        return LmsRange(data, digests.digests(self.columns, data))
+
+    def lms_rows(self, lms: LmsRange) -> Rows:
+        """The range's LMS rows one by one, to compare with ClickHouse's."""
+        return self._rows(lms.data, lms.digests)
+
+    def object_text(self, value: Any) -> str:
+        """An object's key (as ClickHouse or the sink holds it) as text, as the outbox names it."""
+        return digests.texts(self.object_column, [value])[0]
+
+    def lms_objects(self, lms: LmsRange) -> list:
+        """The objects of the range's LMS rows, each once."""
+        return list(dict.fromkeys(lms.data[self.object_position]))
 
     # -- the ClickHouse side --------------------------------------------------------------------
 
-    def clickhouse_side(self, after: Any, up_to: Any, objects: Sequence[Any]) -> Side:
-        selected = ", ".join(schema.quote(column.name) for column in self.columns)
+    def _where(self, after: Any, up_to: Any, objects: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+        """
+        The clause selecting a range's rows in ClickHouse (after FINAL), and its parameters. When the column it
+        filters on is one of the table's key columns, every version of a row has the same value there, so the
+        filter may run before FINAL merges the versions: PREWHERE, which spares ClickHouse merging the whole table
+        when the ranges do not follow its sorting key (enrollments' user ids).
+        """
+        column = self.range_column if self.by_range else self.object_column
+        target = schema.quote(column.name)
+        clause = "PREWHERE" if column.name in self.table.key else "WHERE"
         parameters: dict[str, Any] = {}
-        if self.by_range:
-            target = schema.quote(self.range_column.name)
-            conditions = []
-            if after is not None:
-                conditions.append(f"{target} > {{after:Int64}}")
-                parameters["after"] = int(after)
-            if up_to is not None:
-                conditions.append(f"{target} <= {{up_to:Int64}}")
-                parameters["up_to"] = int(up_to)
-            where = " AND ".join(conditions) or "1"
-        else:
-            target = schema.quote(self.object_column.name)
-            where = f"{target} IN {{objects:Array({self.object_column.clickhouse_type})}}"
-            parameters["objects"] = [self.object_column.convert(each) for each in objects]
-        rows = self.transport.rows(f"SELECT {selected} FROM {self.target} FINAL WHERE {where}", parameters)
-        return self._side(rows)
+        if not self.by_range:
+            parameters["objects"] = [column.convert(each) for each in objects]
+            return f"{clause} {target} IN {{objects:Array({column.clickhouse_type})}}", parameters
+        conditions = []
+        if after is not None:
+            conditions.append(f"{target} > {{after:Int64}}")
+            parameters["after"] = int(after)
+        if up_to is not None:
+            conditions.append(f"{target} <= {{up_to:Int64}}")
+            parameters["up_to"] = int(up_to)
+        return f"{clause} {' AND '.join(conditions)}" if conditions else "", parameters
+
+    def clickhouse_summary(self, objects: Sequence[Any]) -> Summary:
+        """The count and digest sum of these objects' rows (text keys), computed by ClickHouse after FINAL."""
+        where, parameters = self._where(None, None, objects)
+        sql = f"SELECT count(), sum({digests.digest_sql(self.columns)}) FROM {self.target} FINAL {where}"
+        rows, digest_sum = self.transport.rows(sql, parameters)[0]
+        return Summary(int(rows), int(digest_sum) & _MASK)
+
+    def clickhouse_summaries(self, ranges: Sequence[tuple[Any, Any]]) -> list[Summary]:
+        """
+        The count and digest sum of each of these consecutive integer ranges, computed by ClickHouse after FINAL
+        with one query: one pass over the rows whichever way the table is sorted (ranges by an object key that
+        does not lead the table's key, as enrollments' user id, cannot be read through its primary index).
+        A row's range is the number of the ranges' upper bounds below its key.
+        """
+        where, parameters = self._where(ranges[0][0], ranges[-1][1], ())
+        parameters["bounds"] = [int(up_to) for _, up_to in ranges[:-1]]
+        position = (
+            f"arrayCount(upper_bound -> upper_bound < {schema.quote(self.range_column.name)}, {{bounds:Array(Int64)}})"
+        )
+        sql = (
+            f"SELECT {position} AS position, count(), sum({digests.digest_sql(self.columns)}) "
+            f"FROM {self.target} FINAL {where} GROUP BY position"
+        )
+        held = {
+            int(index): Summary(int(rows), int(digest_sum) & _MASK)
+            for index, rows, digest_sum in self.transport.rows(sql, parameters)
+        }
+        return [held.get(index, Summary(0, 0)) for index in range(len(ranges))]
+
+    def clickhouse_rows(self, after: Any, up_to: Any, objects: Sequence[Any] = ()) -> Rows:
+        """The range's rows one by one after FINAL: key, object and digest (computed by ClickHouse)."""
+        where, parameters = self._where(after, up_to, objects)
+        selected = [schema.quote(self.columns[i].name) for i in self.key_positions]
+        selected += [schema.quote(self.object_column.name), digests.digest_sql(self.columns)]
+        rows = self.transport.rows(f"SELECT {', '.join(selected)} FROM {self.target} FINAL {where}", parameters)
+        *values, row_digests = zip(*rows) if rows else [()] * len(selected)
+        data: list[Sequence[Any]] = [()] * len(self.columns)
+        for position, column_values in zip([*self.key_positions, self.object_position], values):
+            data[position] = column_values
+        return self._rows(data, row_digests)
 
     def distinct_objects(self) -> list:
         """Every object key in the ClickHouse table (used for text keys, whose objects are few: courses)."""
         target = schema.quote(self.object_column.name)
         return [row[0] for row in self.transport.rows(f"SELECT DISTINCT {target} FROM {self.target} FINAL")]
 
-    def _side(self, rows) -> Side:
-        found: dict[tuple, tuple[int, str]] = {}
-        raw: dict[tuple, tuple] = {}
-        objects: dict[str, Any] = {}
-        for row in rows:
-            key = tuple(row[i] for i in self.key_positions)
-            canonical_key = tuple(canonical(value) for value in key)
-            object_value = row[self.object_position]
-            object_id = canonical(object_value)
-            found[canonical_key] = (row_hash(row), object_id)
-            raw[canonical_key] = key
-            objects[object_id] = object_value
-        return Side(found, raw, objects)
+    def _rows(self, data: Sequence[Sequence[Any]], row_digests: Sequence[int]) -> Rows:
+        """Rows from the values of the key and object columns (``data`` holds one sequence per column) and digests."""
+        raw_keys = list(zip(*(data[i] for i in self.key_positions)))
+        keys = list(zip(*(digests.texts(self.columns[i], data[i]) for i in self.key_positions)))
+        objects = digests.texts(self.object_column, data[self.object_position])
+        return Rows(dict(zip(keys, row_digests)), dict(zip(keys, objects)), dict(zip(keys, raw_keys)))
 
     def delete_rows(self, keys: Sequence[tuple]) -> None:
         """Delete these rows (by the table's key) with one mutation."""
@@ -253,27 +311,64 @@ def reconcile(
     range_size: int = DEFAULT_RANGE_SIZE,
     progress: ProgressReporter | None = None,
 ) -> Reconciliation:
-    """Compare one sink's table with the LMS, range by range; with ``repair``, fix what differs."""
+    """
+    Compare one sink's table with the LMS, range by range; with ``repair``, fix what differs.
+
+    Ranges by integer key are summed by ClickHouse, ``RANGES_PER_QUERY`` at a time, in a thread of its own while
+    this one reads and digests the LMS ranges (ClickHouse works in its own process meanwhile); ranges of text keys
+    are looked up by the objects of the LMS range, so after it.
+    """
     if not comparable(sink):
         raise ReconcileError(f"{sink.name} cannot be compared: it writes {sink.description or 'no rows'}")
     comparison = SinkComparison(sink, transport)
     result = Reconciliation(sink.name, comparison.target)
     progress = progress or SilentProgress()
     progress.start(sink.name, sink.queryset().count())
-    for after, up_to in comparison.lms_ranges(range_size):
-        lms = comparison.lms_side(after, up_to)
-        clickhouse = comparison.clickhouse_side(after, up_to, list(lms.objects.values()))
-        result.ranges += 1
-        result.lms_rows += len(lms.rows)
-        result.clickhouse_rows += len(clickhouse.rows)
-        if lms.summary != clickhouse.summary:
-            result.differing_ranges += 1
-            _settle(comparison, _differences(lms, clickhouse), result, repair=repair)
-        progress.advance(len(lms.rows))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aspects-sink-reconcile") as clickhouse:
+        try:
+            for after, up_to, held_summary in _ranges(comparison, range_size, clickhouse):
+                lms = comparison.lms_range(after, up_to)
+                held = held_summary() if held_summary else comparison.clickhouse_summary(comparison.lms_objects(lms))
+                result.ranges += 1
+                result.lms_rows += len(lms.digests)
+                result.clickhouse_rows += held.rows
+                if lms.summary != held:
+                    result.differing_ranges += 1
+                    held_rows = comparison.clickhouse_rows(after, up_to, comparison.lms_objects(lms))
+                    _settle(comparison, _differences(comparison.lms_rows(lms), held_rows), result, repair=repair)
+                progress.advance(len(lms.digests))
+        finally:
+            clickhouse.submit(transport.close)  # the thread's own client
     if not comparison.by_range:
         _extra_text_objects(comparison, result, repair=repair)
     progress.finish()
     return result
+
+
+def _ranges(
+    comparison: SinkComparison, range_size: int, executor: ThreadPoolExecutor
+) -> Iterator[tuple[Any, Any, Callable[[], Summary] | None]]:
+    """
+    Each range's bounds, and for integer keys a call giving ClickHouse's summary of it: the query for the next
+    ``RANGES_PER_QUERY`` ranges is queued as a group's ranges start, so it runs while they are read.
+    """
+    if not comparison.by_range:
+        for after, up_to in comparison.lms_ranges(range_size):
+            yield after, up_to, None
+        return
+    bounds = comparison.lms_ranges(range_size)
+    group = list(itertools.islice(bounds, RANGES_PER_QUERY))
+    summaries = executor.submit(comparison.clickhouse_summaries, group)
+    while group:
+        following = list(itertools.islice(bounds, RANGES_PER_QUERY))
+        ahead = executor.submit(comparison.clickhouse_summaries, following) if following else None
+        for index, (after, up_to) in enumerate(group):
+            yield after, up_to, functools.partial(_summary, summaries, index)
+        group, summaries = following, ahead
+
+
+def _summary(summaries: Future[list[Summary]], index: int) -> Summary:
+    return summaries.result()[index]
 
 
 def reconcile_all(
@@ -303,18 +398,17 @@ class _Differences:
     extra_rows: dict[str, list[tuple]] = field(default_factory=dict)
 
 
-def _differences(lms: Side, clickhouse: Side) -> _Differences:
+def _differences(lms: Rows, clickhouse: Rows) -> _Differences:
+    """The objects whose rows differ: only rows whose key or digest differ are looked at one by one."""
     found = _Differences()
-    present = {object_id for _, object_id in clickhouse.rows.values()}
-    for key, (hash_, object_id) in lms.rows.items():
-        other = clickhouse.rows.get(key)
-        if other is None:
-            (found.stale if object_id in present else found.missing).add(object_id)
-        elif other[0] != hash_:
-            found.stale.add(object_id)
-    for key, (_, object_id) in clickhouse.rows.items():
-        if key not in lms.rows:
-            (found.stale if object_id in lms.objects else found.extra).add(object_id)
+    present, lms_objects = set(clickhouse.objects.values()), set(lms.objects.values())
+    for key in {key for key, _ in lms.digests.items() ^ clickhouse.digests.items()}:
+        if key in lms.digests:
+            object_id = lms.objects[key]
+            (found.stale if key in clickhouse.digests or object_id in present else found.missing).add(object_id)
+        if key not in lms.digests:
+            object_id = clickhouse.objects[key]
+            (found.stale if object_id in lms_objects else found.extra).add(object_id)
             found.extra_rows.setdefault(object_id, []).append(clickhouse.raw_keys[key])
     found.missing -= found.stale
     return found
@@ -356,18 +450,18 @@ def _extra_text_objects(comparison: SinkComparison, result: Reconciliation, *, r
     for start in range(0, len(values), _CHUNK):
         chunk = values[start : start + _CHUNK]
         known = {
-            canonical(comparison.object_column.convert(value))
+            comparison.object_text(comparison.object_column.convert(value))
             for value in comparison.sink.queryset()
-            .filter(**{f"{lookup}__in": [canonical(v) for v in chunk]})
+            .filter(**{f"{lookup}__in": [comparison.object_text(v) for v in chunk]})
             .values_list(lookup, flat=True)
         }
-        gone = [value for value in chunk if canonical(value) not in known]
+        gone = [value for value in chunk if comparison.object_text(value) not in known]
         if not gone:
             continue
-        side = comparison.clickhouse_side(None, None, gone)
-        found = _Differences(extra={object_id for _, object_id in side.rows.values()})
-        for key, (_, object_id) in side.rows.items():
-            found.extra_rows.setdefault(object_id, []).append(side.raw_keys[key])
+        held = comparison.clickhouse_rows(None, None, gone)
+        found = _Differences(extra=set(held.objects.values()))
+        for key, object_id in held.objects.items():
+            found.extra_rows.setdefault(object_id, []).append(held.raw_keys[key])
         _settle(comparison, found, result, repair=repair)
 
 

@@ -21,6 +21,7 @@ from django.db.models import Q
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks import schema
 from aspects_sink.sinks.base import ModelSink, SerializationError, Sink, Stamp
+from aspects_sink.sinks.digests import SEPARATOR, base_type, joined_sql, text_sql, texts
 from aspects_sink.transport import ClickHouseTransport, ColumnBatch
 
 
@@ -57,49 +58,10 @@ class Page:
         return self.examined - len(self.keys)
 
 
-# The values of a row, written as text on both sides (ClickHouse writes what it holds, Python what the sink would
-# send), are joined by NUL and digested. A row whose values hold a NUL themselves, or a NULL (written as NUL), is
-# always sent: only rows with exactly one NUL between each two values can be told apart by their joined text.
-SEPARATOR = "\x00"
 # Objects named in one IN list when a page's rows cannot be found by a range: their values travel as query parameters.
 KEYS_PER_QUERY = 1000
 _COMPARISON_STAMP = Stamp(version=0, dumped_at=datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC))
 _INTEGER_TYPES = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField"}
-
-
-def _base_type(clickhouse_type: str) -> str:
-    for wrapper in ("Nullable(", "LowCardinality("):
-        if clickhouse_type.startswith(wrapper):
-            clickhouse_type = clickhouse_type[len(wrapper) : -1]
-    return clickhouse_type
-
-
-def _microseconds(value: datetime.datetime) -> str:
-    value = value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
-    return str((value - col.DateTime64.empty) // datetime.timedelta(microseconds=1))
-
-
-def text_sql(column: col.Column) -> str:
-    """SQL writing the value a table holds in ``column`` as the comparison's text (see ``texts``)."""
-    base, name = _base_type(column.clickhouse_type), schema.quote(column.name)
-    if base == "Bool":
-        text = f"toString(toUInt8({name}))"
-    elif base.startswith("DateTime64"):
-        text = f"toString(toUnixTimestamp64Micro({name}))"
-    else:
-        text = f"toString({name})"
-    return f"ifNull({text}, char(0))" if column.clickhouse_type.startswith("Nullable(") else text
-
-
-def texts(column: col.Column, values: Sequence[Any]) -> Sequence[str]:
-    """The values a sink sends in ``column`` (converted) as the comparison's text, as ``text_sql`` writes them."""
-    base = _base_type(column.clickhouse_type)
-    if base == "Bool":
-        return ["1" if value else "0" for value in values]
-    if base == "String" and set(map(type, values)) <= {str}:
-        return values
-    text = _microseconds if base.startswith("DateTime64") else str
-    return [SEPARATOR if value is None else text(value) for value in values]
 
 
 class ChangeTracking:
@@ -123,7 +85,7 @@ class ChangeTracking:
         self.by_range = (
             self.pk_column is not None
             and pk.get_internal_type() in _INTEGER_TYPES
-            and _base_type(self.pk_column.clickhouse_type).startswith(("Int", "UInt"))
+            and base_type(self.pk_column.clickhouse_type).startswith(("Int", "UInt"))
         )
         self.transport: ClickHouseTransport | None = None
         self.compared: tuple[col.Column, ...] = ()
@@ -167,7 +129,11 @@ class ChangeTracking:
         return [held.get(key) != digest for key, digest in zip(keys, map(self._digest, zip(*written)))]
 
     def _digest(self, row: tuple[str, ...]) -> str | None:
-        """The MD5 digest of a row's joined texts; None (never equal to ClickHouse's) if the texts hold a NUL."""
+        """
+        The MD5 digest of a row's joined texts; None (never equal to ClickHouse's) if the texts hold a NUL: a row
+        whose values hold a NUL themselves, or a NULL (written as NUL), is always sent, since only rows with exactly
+        one NUL between each two values can be told apart by their joined text.
+        """
         joined = SEPARATOR.join(row)
         if joined.count(SEPARATOR) != len(row) - 1:
             return None
@@ -175,8 +141,7 @@ class ChangeTracking:
 
     def _query(self, condition: str) -> str:
         keys = [self.compared[position] for position in self.key_positions]
-        joined = f"concatWithSeparator(char(0), {', '.join(text_sql(column) for column in self.compared)})"
-        digest = f"lower(hex(MD5({joined})))"
+        digest = f"lower(hex(MD5({joined_sql(self.compared)})))"
         table = schema.qualified(self.sink.table, self.transport.config.database)
         return (
             f"SELECT {', '.join(text_sql(column) for column in keys)}, "
@@ -197,7 +162,7 @@ class ChangeTracking:
     def _held_in(self, values: Sequence[Any]) -> dict[tuple, str]:
         """The latest rows' digests of the keys whose filter column holds one of ``values``."""
         column = self.filter_column
-        condition = f"{schema.quote(column.name)} IN {{values:Array({_base_type(column.clickhouse_type)})}}"
+        condition = f"{schema.quote(column.name)} IN {{values:Array({base_type(column.clickhouse_type)})}}"
         sql, held = self._query(condition), {}
         distinct = list(dict.fromkeys(values))
         for start in range(0, len(distinct), KEYS_PER_QUERY):

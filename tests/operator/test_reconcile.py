@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from aspects_sink import delivery
+from aspects_sink import reconcile as reconcile_module
 from aspects_sink.models import OutboxEntry
 
 USERS = 20_000
@@ -115,3 +116,30 @@ def test_reconcile_compares_enrollments_and_courses_by_their_own_keys(operator_c
         delivery.drain(sink, time_budget=float("inf"))
     code, output = reconcile("--range-size", "97")
     assert code == 0, output
+
+
+def test_ranges_summed_by_groups_find_differences_at_every_boundary(operator_clickhouse, seeder, monkeypatch):
+    """ClickHouse sums a group of ranges per query; rows on the bounds of ranges and of groups land in their own."""
+    monkeypatch.setattr(reconcile_module, "RANGES_PER_QUERY", 3)
+    seeder.users(1000)
+    call_command("dump_data_to_clickhouse", "--object", "user_profile", "--no-progress", stdout=io.StringIO())
+    code, output = reconcile("--object", "user_profile", "--range-size", "50")
+    assert code == 0, output
+    assert line_of(output, "user_profile")[1:4] == ["1,000", "1,000", "0/21"]  # the last one open, empty
+
+    ids = [row[0] for row in operator_clickhouse.query("SELECT id FROM user_profile FINAL ORDER BY id").result_rows]
+    # First and last rows of ranges and of groups of ranges (3 ranges of 50 rows), and the table's ends.
+    altered = [ids[0], ids[49], ids[50], ids[149], ids[150], ids[151], ids[-1]]
+    operator_clickhouse.command(
+        f"ALTER TABLE user_profile UPDATE city = 'Atlantis' WHERE id IN {tuple(altered)}",
+        settings={"mutations_sync": 1},
+    )
+    for extra_id in (ids[0] - 1, ids[-1] + 1):  # below the first range, above the last one
+        operator_clickhouse.command(
+            f"INSERT INTO user_profile (id, user_id, name, version) VALUES ({extra_id}, {extra_id + 10**6}, 'ghost', 1)"
+        )
+    code, output = reconcile("--object", "user_profile", "--range-size", "50")
+    assert code == 1
+    columns = line_of(output, "user_profile")
+    assert columns[2:4] == ["1,002", "6/21"]  # ranges 0, 1, 2, 3 (a new group), 19 and the open one
+    assert columns[5:8] == ["0", str(len(altered)), "2"], output
