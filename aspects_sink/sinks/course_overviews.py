@@ -85,6 +85,14 @@ class CourseOverviewSink(ModelSink):
         col.IsoDateTimeString("modified"),
     )
 
+    @property
+    def gather_seconds(self) -> float:
+        """
+        None: a publish is one change, dumped at once after a quiet interval; the publishes of a storm that follow
+        it wait for the end of the dump interval and are dumped together.
+        """
+        return 0.0
+
     def tables(self) -> tuple[TableSpec, ...]:
         return (self.table_spec, COURSE_BLOCKS)
 
