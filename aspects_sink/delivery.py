@@ -115,7 +115,7 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
             claimed += queue.claim_same_objects(claimed)
         if not sink.is_enabled():
             log.info("aspects_sink: %s is disabled; dropping %d outbox entries", sink_name, len(claimed))
-            queue.acknowledge(claimed)
+            queue.acknowledge(claimed, whole_lease=True)
             continue
         # Splitting ends within the drain's budget and well within the lease, so no other worker re-claims.
         seconds = min(time_budget - (time.monotonic() - started), LEASE.total_seconds() / 2)
@@ -200,7 +200,7 @@ def _deliver(
 
     sent = entries(result.sent_keys)
     if sent:
-        queue.acknowledge(sent)
+        queue.acknowledge(sent, whole_lease=len(sent) == len(claimed))
         report.delivered += len(sent)
         health.record_delivery(sink.name, written.rows, result.statements)
     for object_ids, error in result.rejected:
