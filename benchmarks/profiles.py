@@ -6,7 +6,10 @@ from pathlib import Path
 
 
 def print_profile(output: Path, title: str, functions_shown: int = 30) -> None:
-    """The share of samples per package and per function (inclusive: a sample counts in every frame of its stack)."""
+    """
+    The share of samples per package and per function (inclusive: a sample counts in every frame of its stack).
+    Functions on nearly every sample's stack (the process's main loop, the task runner) are left out.
+    """
     packages: dict[str, int] = {}
     functions: dict[str, int] = {}
     total = 0
@@ -21,8 +24,9 @@ def print_profile(output: Path, title: str, functions_shown: int = 30) -> None:
     print(f"\n{title} (py-spy, {total:,} samples; a sample counts in every package on its stack)")
     for name, samples in sorted(packages.items(), key=lambda item: -item[1])[:14]:
         print(f"  {100 * samples / max(total, 1):5.1f}%  {name}")
-    print("  functions (inclusive):")
-    for name, samples in sorted(functions.items(), key=lambda item: -item[1])[:functions_shown]:
+    print("  functions (inclusive), those on over 97% of the stacks left out:")
+    telling = {name: samples for name, samples in functions.items() if samples <= 0.97 * total}
+    for name, samples in sorted(telling.items(), key=lambda item: -item[1])[:functions_shown]:
         print(f"  {100 * samples / max(total, 1):5.1f}%  {name}")
 
 
