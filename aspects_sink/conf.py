@@ -110,8 +110,9 @@ DEFAULTS: dict[str, Any] = {
     "ASPECTS_SINK_BATCH_SIZE": 5000,
     # .. setting_name: ASPECTS_SINK_FLUSH_INTERVAL_SECONDS
     # .. setting_default: 1.0
-    # .. setting_description: The shortest time between two drains of a sink: a steady stream of changes is
-    #   flushed about once per interval per table, in few, large INSERTs.
+    # .. setting_description: The shortest time between the starts of two drains of a sink, and how long the
+    #   first change after a quiet period waits for those that follow: a steady stream of changes is flushed
+    #   about once per interval per table, in few, large INSERTs, each change waiting about one interval.
     "ASPECTS_SINK_FLUSH_INTERVAL_SECONDS": 1.0,
     # .. setting_name: ASPECTS_SINK_MAX_ATTEMPTS
     # .. setting_default: 8
@@ -140,8 +141,8 @@ DEFAULTS: dict[str, Any] = {
     "ASPECTS_SINK_SWEEP_INTERVAL_SECONDS": 60,
     # .. setting_name: ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS
     # .. setting_default: 10
-    # .. setting_description: A course is dumped at most once per interval: the first publish goes out
-    #   within the flush interval, every publish during the following interval is covered by one more dump.
+    # .. setting_description: A course is dumped at most once per interval: the first publish after a quiet
+    #   interval goes out at once, every publish during the following interval is covered by one more dump.
     "ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS": 10,
     # ASPECTS_SINK_RETIREMENT_WAIT is a toggle: its annotation is in aspects_sink.toggles.
     "ASPECTS_SINK_RETIREMENT_WAIT": False,

@@ -115,7 +115,7 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
             claimed += queue.claim_same_objects(claimed)
         if not sink.is_enabled():
             log.info("aspects_sink: %s is disabled; dropping %d outbox entries", sink_name, len(claimed))
-            queue.acknowledge(claimed)
+            queue.acknowledge(claimed, whole_lease=True)
             continue
         # Splitting ends within the drain's budget and well within the lease, so no other worker re-claims.
         seconds = min(time_budget - (time.monotonic() - started), LEASE.total_seconds() / 2)
@@ -123,7 +123,7 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
             return report
         if not full or time.monotonic() - started > time_budget:
             break
-    report.next_run_in = _next_run_in(sink, report)
+    report.next_run_in = _next_run_in(sink, report, time.monotonic() - started)
     return report
 
 
@@ -157,12 +157,16 @@ def _paused_for(sink_name: str) -> float:
     return max((state.last_error_at - timezone.now()).total_seconds() + wait, 0.0)
 
 
-def _next_run_in(sink: Sink, report: DrainReport) -> float | None:
+def _next_run_in(sink: Sink, report: DrainReport, elapsed: float) -> float | None:
+    """
+    When the next entry is due, and after a drain that delivered no sooner than one drain interval after this
+    one started (``elapsed`` seconds ago): drains start once per interval, however long each took.
+    """
     due = outbox.queue(sink.name).summary().next_due
     if due is None:
         return None
     wait = (due - timezone.now()).total_seconds()
-    return max(wait, sink.drain_interval if report.delivered else 0.0)
+    return max(wait, sink.drain_interval - elapsed if report.delivered else 0.0, 0.0)
 
 
 def _deliver(
@@ -196,7 +200,7 @@ def _deliver(
 
     sent = entries(result.sent_keys)
     if sent:
-        queue.acknowledge(sent)
+        queue.acknowledge(sent, whole_lease=len(sent) == len(claimed))
         report.delivered += len(sent)
         health.record_delivery(sink.name, written.rows, result.statements)
     for object_ids, error in result.rejected:

@@ -31,18 +31,19 @@ def get_model(name: str) -> Any:
         ) from error
 
 
-def modulestore() -> Any:
-    """The platform's modulestore (course structure)."""
-    from xmodule.modulestore.django import modulestore as platform_modulestore  # noqa: PLC0415
-
-    return platform_modulestore()
-
-
-def published_only_revision() -> str:
-    """The modulestore revision that holds what learners see."""
+def published_blocks(course_key: Any) -> list | None:
+    """
+    Every block of the course's published version, its course block and detached blocks included, in one read
+    of the modulestore (``get_items``); None for a course the modulestore does not know (deleted since).
+    """
     from xmodule.modulestore import ModuleStoreEnum  # noqa: PLC0415
+    from xmodule.modulestore.django import modulestore  # noqa: PLC0415
+    from xmodule.modulestore.exceptions import ItemNotFoundError  # noqa: PLC0415
 
-    return ModuleStoreEnum.RevisionOption.published_only
+    try:
+        return modulestore().get_items(course_key, revision=ModuleStoreEnum.RevisionOption.published_only)
+    except ItemNotFoundError:
+        return None
 
 
 def detached_block_types() -> frozenset[str]:

@@ -253,14 +253,22 @@ class RetiredUser(models.Model):
 
 
 _ID_CHUNK = 900  # stay under SQLite's bound on parameters per statement
+# Ids this dense or denser (a batch's span of ids at most this many times its count) are looked up as one range.
+_RANGE_DENSITY = 16
 
 
 def retired_user_ids(user_ids: Iterable[Any]) -> set[int]:
     """
-    Which of these user ids are recorded as retired: one query per 900 ids. The filter every path that
-    writes personal data applies to a batch (tracking-log history included), whatever the users' names.
+    Which of these user ids are recorded as retired. The filter every path that writes personal data applies to
+    a batch (tracking-log history included), whatever the users' names: one read of the range of ids when they are
+    dense (a backlog's batch: at most sixteen recorded users read per id asked), else one query per 900 ids.
     """
     ids = sorted({int(user_id) for user_id in user_ids if user_id not in (None, "")})
+    if not ids:
+        return set()
+    if ids[-1] - ids[0] < _RANGE_DENSITY * len(ids):
+        in_range = RetiredUser.objects.filter(user_id__gte=ids[0], user_id__lte=ids[-1])
+        return set(in_range.values_list("user_id", flat=True)).intersection(ids)
     found: set[int] = set()
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start : start + _ID_CHUNK]

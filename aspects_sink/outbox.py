@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
-from django.db.models import Count, F, Min, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.utils import timezone
 
 from aspects_sink import health, scheduling
@@ -131,8 +131,9 @@ class Queue:
         one in it, so a batch that keeps failing (or killing its worker) is split until its culprit is alone.
         An entry whose tries reached the queue's maximum without an outcome (its workers died) is parked.
 
-        Claiming is one conditional UPDATE (tag the entries still ready with a fresh token, push their
-        ``available_at`` past the lease and count the try) followed by a read of that token. It needs no
+        Claiming is one conditional UPDATE (tag the entries still ready up to the last candidate in claim order
+        with a fresh token, push their ``available_at`` past the lease and count the try) followed by a read of
+        that token. It needs no
         locking read, so it behaves the same on MySQL and on SQLite, where a read that later writes inside one
         transaction fails at once with "database is locked" when another process writes. The candidates are
         read in the order of the claim index (``state, [sink,] available_at, id``): O(batch) however long the
@@ -140,23 +141,27 @@ class Queue:
         """
         now = timezone.now()
         ready = self.entries.filter(state=LeasedEntry.PENDING, available_at__lte=now)
-        found = list(ready.order_by("available_at", "id").values_list("id", "attempts")[:limit])
-        worn_out = [entry_id for entry_id, attempts in found if attempts >= self.max_attempts]
+        found = list(ready.order_by("available_at", "id").values_list("id", "attempts", "available_at")[:limit])
+        max_attempts = self.max_attempts
+        worn_out = [entry_id for entry_id, attempts, _ in found if attempts >= max_attempts]
         if worn_out:
             self._park_worn_out(worn_out, now)
-        candidates, most_tried = [], 0
-        for entry_id, attempts in found:
-            if attempts >= self.max_attempts:
+        last, taken, most_tried = None, 0, 0
+        for entry in found:
+            if entry[1] >= max_attempts:
                 continue
-            most_tried = max(most_tried, attempts)
-            if len(candidates) >= max(limit >> most_tried, 1):
+            most_tried = max(most_tried, entry[1])
+            if taken >= max(limit >> most_tried, 1):
                 break
-            candidates.append(entry_id)
-        if not candidates:
+            last, taken = entry, taken + 1
+        if last is None:
             return []
+        # The candidates are the ready entries up to the last one in claim order (those worn out are parked now):
+        # one UPDATE of that stretch of the claim index, whatever the batch size.
+        last_id, _, last_at = last
+        up_to_last = Q(available_at__lt=last_at) | Q(available_at=last_at, id__lte=last_id)
         token = uuid.uuid4().hex
-        for chunk in _chunks(candidates):
-            ready.filter(id__in=chunk).update(claim=token, available_at=now + LEASE, attempts=F("attempts") + 1)
+        ready.filter(up_to_last).update(claim=token, available_at=now + LEASE, attempts=F("attempts") + 1)
         mine = self.model._default_manager.filter(claim=token, state=LeasedEntry.PENDING).order_by("id")
         rows = mine.values_list("id", self.spec.key_field, "attempts", "waits")
         return [Claimed(entry_id, str(key), attempts, waits, token) for entry_id, key, attempts, waits in rows]
@@ -194,8 +199,15 @@ class Queue:
         if parked:
             log.error("aspects_sink: parked %d %s entries as dead letters: %s", parked, self.name, error)
 
-    def acknowledge(self, claimed: Sequence[Claimed]) -> None:
-        """ClickHouse has the rows: forget the entries (those this lease still holds)."""
+    def acknowledge(self, claimed: Sequence[Claimed], *, whole_lease: bool = False) -> None:
+        """
+        ClickHouse has the rows: forget the entries (those this lease still holds). ``whole_lease``: they are every
+        entry their lease took, forgotten by the lease's token with one DELETE.
+        """
+        if whole_lease:
+            for token in {entry.claim for entry in claimed}:
+                self.model._default_manager.filter(claim=token).delete()
+            return
         for token, chunk in _held(claimed):
             self.model._default_manager.filter(id__in=chunk, claim=token).delete()
 

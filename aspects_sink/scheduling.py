@@ -1,11 +1,13 @@
 """
 Wake-ups: when a sink's drain runs, and sending it to a Celery worker.
 
-Wake-ups are debounced through the Django cache (shared by every process of a site): a sink is drained
-at most once per its drain interval (``Sink.drain_interval``), and the first change after a quiet period
-waits only ``ASPECTS_SINK_FLUSH_INTERVAL_SECONDS``. Thousands of changes a second thus become about one
-task and one INSERT per table per interval, and a course published twenty times in ten seconds is dumped
-once or twice.
+Wake-ups are debounced through the Django cache (shared by every process of a site): drains of a sink start
+at most once per its drain interval (``Sink.drain_interval``), the next one an interval after the last one
+started, and the first change after a quiet period waits only what the sink gathers changes for
+(``Sink.gather_seconds``: ``ASPECTS_SINK_FLUSH_INTERVAL_SECONDS``; a course's first publish not at all).
+Thousands of changes a second thus become about one task and one INSERT per table per interval, each change
+waiting about one interval at most, and a course published twenty times in ten seconds is dumped once at its
+first publish and once more for the rest.
 
 Wake-ups from the platform's requests are published by a background thread: a learner's request never
 waits on the broker. If the broker is down, publishing pauses for ``BROKER_COOLDOWN`` seconds after each
@@ -59,14 +61,19 @@ def _seconds_since_last_drain(sink_name: str) -> float:
 
 
 def drain_interval(sink_name: str) -> float:
-    """The shortest time between two drains of the sink."""
+    """The shortest time between the starts of two drains of the sink."""
     return get_sink(sink_name).drain_interval
 
 
-def next_drain_delay(sink_name: str) -> float:
-    """Seconds until the sink may be drained again: at least the flush interval, and its drain interval apart."""
-    flush = float(aspects_settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)
-    return max(flush, drain_interval(sink_name) - _seconds_since_last_drain(sink_name))
+def next_drain_delay(sink_name: str, *, first: bool = True) -> float:
+    """
+    Seconds until the sink may be drained again: a drain interval after the last drain started, and for the
+    ``first`` change after a quiet period at least what the sink gathers changes for (``Sink.gather_seconds``:
+    the flush interval; none for a course, whose first publish is dumped at once). A drain's follow-up
+    (``first`` False) starts as soon as the interval allows.
+    """
+    sink = get_sink(sink_name)
+    return max(sink.gather_seconds if first else 0.0, sink.drain_interval - _seconds_since_last_drain(sink_name))
 
 
 def send_task(name: str, args: tuple, countdown: float = 0) -> None:
@@ -207,13 +214,20 @@ def begin_drain(sink_name: str, token: str | None) -> bool:
 
     Only the drain holding the schedule's token frees the schedule. A duplicate (a race between two
     processes scheduling at once, or the sweep) drains only if the sink has not been drained within its
-    interval, so duplicates die out instead of multiplying.
+    interval, so duplicates die out instead of multiplying. The holder itself waits for the end of the
+    interval when another drain started within it (its schedule was computed from the time of the drain
+    before, read just before that one started): drains of a sink start an interval apart, whoever asked.
     """
     key = _scheduled_key(sink_name)
     try:
+        since = _seconds_since_last_drain(sink_name)
+        interval = drain_interval(sink_name)
         if token is not None and cache.get(key) == token:
             cache.delete(key)
-        elif _seconds_since_last_drain(sink_name) < drain_interval(sink_name):
+            if since < interval - CLOCK_MARGIN:
+                schedule_follow_up(sink_name, interval - since)
+                return False
+        elif since < interval:
             return False
         cache.set(_last_drain_key(sink_name), time.time(), timeout=3600)
     except Exception as error:  # without the cache, drain: the outbox's leases keep it safe
@@ -224,7 +238,7 @@ def begin_drain(sink_name: str, token: str | None) -> bool:
 def schedule_follow_up(sink_name: str, wait: float) -> None:
     """A drain left work behind, due in ``wait`` seconds: schedule the next drain, unless one already is."""
     try:
-        delay = max(wait, next_drain_delay(sink_name))
+        delay = max(wait, next_drain_delay(sink_name, first=False))
         token = claim_schedule(sink_name, delay)
     except Exception as error:  # without the cache, the follow-up is sent undebounced
         log.warning("aspects_sink: the cache failed (%s); scheduling the next %s drain without it", error, sink_name)

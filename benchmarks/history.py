@@ -48,6 +48,7 @@ sys.path.insert(1, str(REPO_ROOT))
 
 from devstack_settings import drop_database  # noqa: E402 - devstack/ must be importable first
 from processes import DEVSTACK_DIR, Devstack  # noqa: E402
+from profiles import print_profile  # noqa: E402
 from redis import Redis  # noqa: E402
 from stock_xapi import StockPipeline, redis_cache  # noqa: E402
 
@@ -251,38 +252,7 @@ def profile(benchmark: Benchmark, py_spy: str, events: int) -> None:
     benchmark.ours(
         events, 1, [py_spy, "record", "--format", "raw", "--full-filenames", "--rate", "200", "-o", str(output), "--"]
     )
-    packages: dict[str, int] = {}
-    functions: dict[str, int] = {}
-    total = 0
-    for line in output.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames, samples = stack.split(";"), int(count)
-        total += samples
-        for name in {_package(frame) for frame in frames}:
-            packages[name] = packages.get(name, 0) + samples
-        for name in {frame.split(" (")[0] + " (" + _package(frame) + ")" for frame in frames}:
-            functions[name] = functions.get(name, 0) + samples
-    print(
-        f"\nWhere one process spends its time (py-spy, {total:,} samples; "
-        "a sample counts in every package on its stack)"
-    )
-    for name, samples in sorted(packages.items(), key=lambda item: -item[1])[:14]:
-        print(f"  {100 * samples / total:5.1f}%  {name}")
-    print("  functions (inclusive):")
-    for name, samples in sorted(functions.items(), key=lambda item: -item[1])[:30]:
-        print(f"  {100 * samples / total:5.1f}%  {name}")
-
-
-def _package(frame: str) -> str:
-    """``event_routing_backends``, ``tincan``, ``json``… from a py-spy frame ``function (path:line)``."""
-    path = frame.rpartition(" (")[2].rstrip(")").rsplit(":", 1)[0]
-    if "site-packages/" in path:
-        return path.split("site-packages/")[1].split("/")[0].removesuffix(".py")
-    if "/devstack/" in path:
-        return "devstack"
-    if "aspects_sink/" in path:
-        return "aspects_sink/" + path.split("aspects_sink/")[1].removesuffix(".py")
-    return "stdlib:" + path.rsplit("/", 1)[-1].removesuffix(".py")
+    print_profile(output, "Where one process spends its time")
 
 
 def upload(s3: S3Server, logs: Iterator[tuple[str, bytes]], erb_events: int) -> tuple[int, int]:

@@ -40,6 +40,7 @@ class LegacyPlatform:
         self.devstack = devstack
         self.python = python
         self.worker_log = devstack.state_dir / "worker-legacy.log"
+        self.worker: subprocess.Popen | None = None
 
     def _command(self, service: str, *args: str) -> Command:
         """``python <args>`` in the existing plugin's environment, as ``service`` (lms or cms)."""
@@ -56,9 +57,9 @@ class LegacyPlatform:
 
     def start_delivery(self) -> None:
         """
-        Create Aspects' own tables, then start the existing plugin's worker: one process, one task at a time
-        (``--pool solo``), like the worker aspects-sink gets. It joins the devstack's workers, so stopping the
-        devstack stops it.
+        Create Aspects' own tables (if they do not exist yet), then start the existing plugin's worker: one
+        process, one task at a time (``--pool solo``), like the worker aspects-sink gets. It joins the devstack's
+        workers, so stopping the devstack stops it.
         """
         create_legacy_tables(self.devstack)
         command = self.celery(
@@ -66,8 +67,14 @@ class LegacyPlatform:
             "--hostname", "legacy@%h",
         )  # fmt: skip
         with self.worker_log.open("ab") as log:
+            since = log.tell()
             worker = subprocess.Popen(
                 command.argv, cwd=command.cwd, env=command.env, stdout=log, stderr=subprocess.STDOUT
             )
         self.devstack.workers.append(worker)
-        Devstack._wait_for_worker(worker, self.worker_log)
+        Devstack._wait_for_worker(worker, self.worker_log, since=since)
+        self.worker = worker
+
+    def stop_delivery(self) -> None:
+        """Stop the worker (it finishes its task first); its queued tasks wait in the broker."""
+        self.devstack.stop_worker(self.worker)

@@ -20,7 +20,17 @@ existing plugin). Merges of ``user_profile`` are stopped so that no row is merge
 INSERTs are counted as distinct ``dump_id`` values. Delivery is awaited until every change is
 delivered or ``--grace`` seconds after the load ended; what is missing then is the backlog, and the existing
 plugin's still-queued tasks are dropped. Then a CMS process publishes a 10,000-block course and the time until
-all its blocks are in ClickHouse is measured. Figures are printed; nothing here asserts a target.
+all its blocks are in ClickHouse is measured, from the start of the publish and from its commit. For aspects-sink
+that time is split: commit → the drain reading the course (the wake-up: countdown, broker, worker, claim; from
+the rows' ``time_last_dumped``, taken when the drain starts reading), then the write itself, whose parts are timed
+again in an LMS process on the same course — the stand-in modulestore loading it (its share, not the plugin's),
+the plugin's serialization, and its INSERTs.
+
+Backlog: the worker is stopped, ``--backlog`` profile changes are made (learners picked at random, a hundred
+saves per transaction), the worker is started again, and what it drains per second is measured from the moment
+it is ready to the row that delivered the last change (at most ``--backlog-timeout`` seconds; the existing
+plugin, one task per change, gets ``--legacy-backlog`` changes). ``--py-spy`` records the worker meanwhile and
+prints where its time went. Figures are printed; nothing here asserts a target.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -45,6 +56,8 @@ from backfill import Command  # noqa: E402 - devstack/ must be importable first
 from devstack_settings import drop_database  # noqa: E402
 from legacy_live import LegacyPlatform, legacy_python  # noqa: E402
 from processes import DEVSTACK_DIR, Devstack  # noqa: E402
+from profiles import print_profile  # noqa: E402
+from xapi import cpu_seconds  # noqa: E402
 
 SETTINGS = {"ASPECTS_ENABLE_PII": True, "ASPECTS_SINK_SWEEP_INTERVAL_SECONDS": 30}
 COURSE_BLOCKS = 10_000
@@ -79,7 +92,57 @@ import time
 from xmodule.modulestore.course_builder import create_course
 started = time.time()
 key = create_course("Bench", "Big", "2026", blocks={COURSE_BLOCKS}, lowest_passing_grade=0.5)
-result = {{"course": str(key), "started": started, "publish_seconds": time.time() - started}}
+committed = time.time()
+result = {{"course": str(key), "started": started, "committed": committed, "publish_seconds": committed - started}}
+"""
+
+# The parts of aspects-sink's course write, timed in an LMS process (the best of three): the stand-in modulestore
+# loading the course and making its blocks' keys (a real modulestore hands blocks over with their keys), the
+# sink's serialization (the rest of ``writes_for``: the overview, tags, block rows), and the INSERTs.
+COURSE_SPLIT = """
+import time
+from aspects_sink import edx_platform
+from aspects_sink.connection import get_transport
+from aspects_sink.models import VersionTick
+from aspects_sink.sinks.base import Stamp
+from aspects_sink.sinks.registry import get_sink
+
+sink, transport, key = get_sink("course_overviews"), get_transport(), edx_platform.course_key(COURSE)
+rounds = []
+for _ in range(3):
+    started = time.perf_counter()
+    for block in edx_platform.published_blocks(key):
+        block.location
+    store = time.perf_counter() - started
+    started = time.perf_counter()
+    writes = sink.writes_for([COURSE], Stamp(version=VersionTick.allocate()))
+    serialization = time.perf_counter() - started - store
+    started = time.perf_counter()
+    for batch in writes:
+        transport.insert(batch)
+    rounds.append({"modulestore": store, "serialization": serialization, "insert": time.perf_counter() - started})
+result = min(rounds, key=lambda parts: sum(parts.values()))
+"""
+
+# Backlog: profile changes made while no worker runs, to learners picked at random as in the load, in transactions
+# of a hundred saves (the outbox is the same however the changes were made, and the backlog is made sooner).
+BACKLOG = """
+import random, time
+from django.db import transaction
+from common.djangoapps.student.models import UserProfile
+
+profiles = list(UserProfile.objects.filter(user_id__gt=FIRST, user_id__lte=LAST))
+started = time.time()
+changes = []
+for start in range(0, CHANGES, 100):
+    with transaction.atomic():
+        for number in range(start, min(start + 100, CHANGES)):
+            profile = random.choice(profiles)
+            changed = time.time()
+            profile.goals = repr(changed)
+            profile.save(update_fields=["goals"])
+            changes.append((profile.id, changed, 0.0))
+result = {"changes": changes, "started": started, "ended": time.time()}
 """
 
 
@@ -93,6 +156,7 @@ class AspectsSink:
 
     def __init__(self, devstack: Devstack):
         self.devstack = devstack
+        self.worker: subprocess.Popen | None = None
         self.worker_log: Path | None = None
 
     def django(self, service: str, *args: str) -> Command:
@@ -108,7 +172,16 @@ class AspectsSink:
 
     def start_delivery(self) -> None:
         """One worker, started by the harness (the tables were created when the devstack started)."""
-        self.worker_log = self.devstack.start_worker().log_path
+        self.worker = self.devstack.start_worker()
+        self.worker_log = self.worker.log_path
+
+    def stop_delivery(self) -> None:
+        """Stop the worker (it finishes its task first)."""
+        self.devstack.stop_worker(self.worker)
+
+    def course_split(self, course: str) -> dict[str, float]:
+        """The parts of the course's write, timed in an LMS process (:data:`COURSE_SPLIT`)."""
+        return result_of(shell(self, "lms", COURSE_SPLIT.replace("COURSE", repr(course))), timeout=600)
 
 
 Platform = AspectsSink | LegacyPlatform
@@ -154,12 +227,32 @@ class LoadFigures:
 class CourseFigures:
     """
     The 10,000-block course: its (last) publish, when all its blocks were in ClickHouse after that publish
-    started (None: never), and how many publishes that took.
+    started and after it committed (None: never), how many publishes that took, when its rows were built after
+    the commit (the drain starting to read it), and the parts of the write timed apart (aspects-sink only).
     """
 
     publish_seconds: float
     in_clickhouse_after: float | None
+    after_commit: float | None
     publishes: int
+    read_after_commit: float | None = None
+    split: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class BacklogFigures:
+    """What one worker made of a backlog of profile changes, from the moment it was ready."""
+
+    changes: int
+    delivered: int
+    seconds: float  # worker ready → the row that delivered the last change delivered
+    rows: int
+    inserts: int
+    worker_cpu: float  # CPU seconds the worker used meanwhile
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / max(self.seconds, 1e-9)
 
 
 def run(command: Command, timeout: float = 600) -> str:
@@ -209,21 +302,24 @@ def keep_every_row(platform: Platform) -> None:
     platform.devstack.clickhouse_client(database=platform.database).command("SYSTEM STOP MERGES user_profile")
 
 
-def run_writers(platform: Platform, options) -> list[dict]:
-    """Start the writer processes together, each on its own share of the learners, and collect their logs."""
+def run_writers(platform: Platform, options, code: str, rate: float = 0) -> list[dict]:
+    """
+    Start the writer processes together, each running ``code`` on its own share of the learners (and of
+    ``rate``), and collect their logs.
+    """
     share = options.users // options.writers
     processes = [
         shell(
             platform,
             "lms",
-            WRITER.replace("FIRST", str(index * share))
+            code.replace("FIRST", str(index * share))
             .replace("LAST", str((index + 1) * share))
-            .replace("RATE", str(options.rate / options.writers))
+            .replace("RATE", str(rate / options.writers))
             .replace("SECONDS", str(options.seconds)),
         )
         for index in range(options.writers)
     ]
-    return [result_of(process, timeout=options.seconds + 300) for process in processes]
+    return [result_of(process, timeout=options.seconds + 1800) for process in processes]
 
 
 def wait_for_delivery(client, changes: list[tuple[int, float]], load_started: float, deadline: float) -> float:
@@ -263,34 +359,104 @@ def arrivals(changes: list[tuple[int, float]], rows: list[tuple[int, float, floa
     ]
 
 
-def measure_changes(platform: Platform, options) -> LoadFigures:
-    """Run the load, wait for its delivery (up to the grace period), and read what arrived."""
-    results = run_writers(platform, options)
-    log = [change for result in results for change in result["changes"]]
-    changes = [(profile_id, changed) for profile_id, changed, _ in log]
-    started = min(result["started"] for result in results)
-    ended = max(result["ended"] for result in results)
+@dataclass(frozen=True)
+class Delivery:
+    """Changes made and what of them ClickHouse holds by the cut-off: when each arrived (None: not yet)."""
+
+    changes: list[tuple[int, float]]  # (profile id, change time)
+    arrived: list[float | None]
+    cutoff: float
+    rows: int
+    inserts: int
+    last_row: float  # when the last row counted was built
+
+    @property
+    def latencies(self) -> list[float]:
+        return sorted(at - changed for at, (_, changed) in zip(self.arrived, self.changes) if at is not None)
+
+    @property
+    def last_arrival(self) -> float | None:
+        return max((at for at in self.arrived if at is not None), default=None)
+
+
+def delivery(platform: Platform, changes: list[tuple[int, float]], started: float, deadline: float) -> Delivery:
+    """Wait for the changes made from ``started`` on to be in ClickHouse (until ``deadline``) and read their rows."""
     client = platform.devstack.clickhouse_client(database=platform.database)
-    cutoff = wait_for_delivery(client, changes, started, deadline=ended + options.grace)
+    cutoff = wait_for_delivery(client, changes, started, deadline=deadline)
     rows = client.query(
         f"SELECT id, goals, {DUMPED} AS dumped, dump_id FROM user_profile "
         "WHERE toFloat64OrZero(goals) >= {start:Float64} AND dumped <= {cutoff:Float64}",
         parameters={"start": started, "cutoff": cutoff},
     ).result_rows
-    arrived = arrivals(changes, [(profile_id, float(goals), dumped) for profile_id, goals, dumped, _ in rows])
-    delivered = [(at, changed) for at, (_, changed) in zip(arrived, changes) if at is not None]
-    waiting = [changed for at, (_, changed) in zip(arrived, changes) if at is None]
-    return LoadFigures(
-        changes=len(changes),
-        load_seconds=max(changed for _, changed in changes) - started,
-        saves=sorted(seconds for _, _, seconds in log),
-        latencies=sorted(at - changed for at, changed in delivered),
-        undelivered_floor=cutoff - max(waiting, default=cutoff),
-        delivery_seconds=max((at for at, _ in delivered), default=started) - started,
+    return Delivery(
+        changes=changes,
+        arrived=arrivals(changes, [(profile_id, float(goals), dumped) for profile_id, goals, dumped, _ in rows]),
+        cutoff=cutoff,
         rows=len(rows),
         inserts=len({row[3] for row in rows}),
-        rows_seconds=max((row[2] for row in rows), default=started) - started,
+        last_row=max((row[2] for row in rows), default=started),
     )
+
+
+def measure_changes(platform: Platform, options) -> LoadFigures:
+    """Run the load, wait for its delivery (up to the grace period), and read what arrived."""
+    results = run_writers(platform, options, WRITER, options.rate)
+    log = [change for result in results for change in result["changes"]]
+    started = min(result["started"] for result in results)
+    ended = max(result["ended"] for result in results)
+    changes = [(profile_id, changed) for profile_id, changed, _ in log]
+    arrived = delivery(platform, changes, started, deadline=ended + options.grace)
+    waiting = [changed for at, (_, changed) in zip(arrived.arrived, arrived.changes) if at is None]
+    return LoadFigures(
+        changes=len(log),
+        load_seconds=max(changed for _, changed, _ in log) - started,
+        saves=sorted(seconds for _, _, seconds in log),
+        latencies=arrived.latencies,
+        undelivered_floor=arrived.cutoff - max(waiting, default=arrived.cutoff),
+        delivery_seconds=(arrived.last_arrival or started) - started,
+        rows=arrived.rows,
+        inserts=arrived.inserts,
+        rows_seconds=arrived.last_row - started,
+    )
+
+
+def measure_backlog(platform: Platform, options, changes: int) -> BacklogFigures:
+    """
+    Stop the worker, make ``changes`` profile changes, start the worker again and measure what it drains per
+    second, up to ``--backlog-timeout`` seconds (under py-spy with ``--py-spy``).
+    """
+    platform.stop_delivery()
+    results = run_writers(platform, options, BACKLOG.replace("CHANGES", str(changes // options.writers)))
+    log = [(profile_id, changed) for result in results for profile_id, changed, _ in result["changes"]]
+    started = min(result["started"] for result in results)
+    platform.start_delivery()
+    ready, cpu = time.time(), cpu_seconds(platform.worker.pid)
+    profiler = spy(platform, options.py_spy) if options.py_spy else None
+    arrived = delivery(platform, log, started, deadline=ready + options.backlog_timeout)
+    worker_cpu = cpu_seconds(platform.worker.pid) - cpu
+    if profiler:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(60)
+        print_profile(platform.devstack.state_dir / "backlog-profile.txt", f"[{platform.name}] the worker draining")
+    delivered = sum(at is not None for at in arrived.arrived)
+    return BacklogFigures(
+        changes=len(log),
+        delivered=delivered,
+        seconds=(arrived.last_arrival or ready) - ready,
+        rows=arrived.rows,
+        inserts=arrived.inserts,
+        worker_cpu=worker_cpu,
+    )
+
+
+def spy(platform: Platform, py_spy: str) -> subprocess.Popen:
+    """py-spy recording the worker (raw stacks, 100 samples a second) until interrupted."""
+    output = platform.devstack.state_dir / "backlog-profile.txt"
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(platform.worker.pid), "--format", "raw", "--full-filenames",
+         "--rate", "100", "--nonblocking", "-o", str(output)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def worker_errors(platform: Platform, since: int = 0) -> int:
@@ -326,8 +492,23 @@ def measure_course(platform: Platform, attempts: int = 2) -> CourseFigures:
         log_offset = platform.worker_log.stat().st_size
         published = result_of(shell(platform, "cms", PUBLISH), timeout=600)
         if await_blocks(platform, published["course"], log_offset):
-            return CourseFigures(published["publish_seconds"], time.time() - published["started"], attempt)
-    return CourseFigures(published["publish_seconds"], None, attempts)
+            seen = time.time()
+            client = platform.devstack.clickhouse_client(database=platform.database)
+            built = client.command(
+                f"SELECT min({DUMPED}) FROM course_blocks WHERE course_key = {{c:String}} "
+                f"AND {DUMPED} >= {{committed:Float64}} - 60",
+                parameters={"c": published["course"], "committed": published["committed"]},
+            )
+            return CourseFigures(
+                published["publish_seconds"],
+                seen - published["started"],
+                seen - published["committed"],
+                attempt,
+                read_after_commit=float(built) - published["committed"],
+                # The existing plugin's write is one task (read, serialize, insert): not split.
+                split=platform.course_split(published["course"]) if isinstance(platform, AspectsSink) else None,
+            )
+    return CourseFigures(published["publish_seconds"], None, None, attempts)
 
 
 def cell(value: float, spec: str, *, compared: bool = True) -> tuple[float | None, str]:
@@ -350,13 +531,31 @@ def benchmark(platform: Platform, options) -> dict[str, tuple[float | None, str]
             run(platform.celery("purge", "--force"))
         print(f"[{platform.name}] publishing the {COURSE_BLOCKS:,}-block course", flush=True)
         course = measure_course(platform)
-    return cells(load, course, worker_errors(platform))
+        backlog = None
+        changes = options.backlog if isinstance(platform, AspectsSink) else min(options.backlog, options.legacy_backlog)
+        if changes:
+            print(
+                f"[{platform.name}] a backlog of {changes:,} profile changes, then one worker "
+                f"(machine load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+            backlog = measure_backlog(platform, options, changes)
+            if platform.purge_after_load:
+                run(platform.celery("purge", "--force"))
+    return cells(load, course, backlog, worker_errors(platform))
 
 
-def cells(load: LoadFigures, course: CourseFigures, errors: int) -> dict[str, tuple[float | None, str]]:
+def cells(
+    load: LoadFigures, course: CourseFigures, backlog: BacklogFigures | None, errors: int
+) -> dict[str, tuple[float | None, str]]:
     """One plugin's figures as table cells: label → (value, as printed)."""
-    in_clickhouse = course.in_clickhouse_after
-    return {
+    never = (None, "never")
+    split = course.split or {}
+
+    def part(name: str) -> tuple[float | None, str]:
+        return cell(split[name], ".2f") if name in split else (None, "—")
+
+    figures = {
         "changes made": cell(load.changes, ","),
         "  per second": cell(load.changes / load.load_seconds, ",.0f"),
         "profile save p50 (ms)": cell(1000 * quantile(load.saves, 0.5), ".2f"),
@@ -371,11 +570,28 @@ def cells(load: LoadFigures, course: CourseFigures, errors: int) -> dict[str, tu
         "change → row latency p95 (s)": load.latency(0.95),
         "course publish (s)": cell(course.publish_seconds, ".2f"),
         f"publish → {COURSE_BLOCKS:,} blocks in ClickHouse (s)": (
-            cell(in_clickhouse, ".2f") if in_clickhouse is not None else (None, "never")
+            cell(course.in_clickhouse_after, ".2f") if course.in_clickhouse_after is not None else never
         ),
+        "  commit → all blocks in ClickHouse (s)": (
+            cell(course.after_commit, ".2f") if course.after_commit is not None else never
+        ),
+        "  commit → the drain reads it (wake-up) (s)": (
+            cell(course.read_after_commit, ".2f") if course.read_after_commit is not None else (None, "—")
+        ),
+        "  write apart: stand-in modulestore (s)": part("modulestore"),
+        "  write apart: plugin's serialization (s)": part("serialization"),
+        "  write apart: plugin's INSERTs (s)": part("insert"),
         "course publishes needed": cell(course.publishes, "d", compared=False),
-        "worker log errors": cell(errors, "d", compared=False),
     }
+    if backlog is not None:
+        figures |= {
+            "backlog: changes queued": cell(backlog.changes, ",", compared=False),
+            "backlog: delivered by one worker": cell(backlog.delivered, ",", compared=False),
+            "backlog: changes drained per second": cell(backlog.rate, ",.0f"),
+            "backlog: rows per INSERT": cell(backlog.rows / max(backlog.inserts, 1), ",.1f"),
+            "backlog: worker CPU per change (ms)": cell(1000 * backlog.worker_cpu / max(backlog.delivered, 1), ".3f"),
+        }
+    return figures | {"worker log errors": cell(errors, "d", compared=False)}
 
 
 def print_table(columns: dict[str, dict[str, tuple[float | None, str]]]) -> None:
@@ -425,23 +641,30 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=30, help="seconds after the load to wait for delivery")
     parser.add_argument("--db", choices=("sqlite", "mysql"), default="sqlite")
     parser.add_argument("--broker", help="a Celery broker URL (default: the embedded filesystem broker)")
+    parser.add_argument("--mysql-database", default="aspects_bench_live", help="(and <name>_legacy) with --db mysql")
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".benchmarks" / "live")
     parser.add_argument("--skip-legacy", action="store_true", help="measure aspects-sink only")
+    parser.add_argument("--backlog", type=int, default=100_000, help="profile changes in the backlog (0: none)")
+    parser.add_argument(
+        "--legacy-backlog", type=int, default=10_000, help="at most this many for the existing plugin (a task each)"
+    )
+    parser.add_argument("--backlog-timeout", type=float, default=180, help="seconds the worker gets for the backlog")
+    parser.add_argument("--py-spy", help="py-spy's executable: record the worker while it drains the backlog")
     options = parser.parse_args()
 
     python = None if options.skip_legacy else legacy_python()
-    ours = AspectsSink(new_devstack(options.state_dir, options, "aspects_bench_live"))
+    ours = AspectsSink(new_devstack(options.state_dir, options, options.mysql_database))
     columns = {ours.name: benchmark(ours, options)}
     if python:
         state_dir = options.state_dir.with_name(f"{options.state_dir.name}-legacy")
-        legacy = LegacyPlatform(new_devstack(state_dir, options, "aspects_bench_live_legacy"), python)
+        legacy = LegacyPlatform(new_devstack(state_dir, options, f"{options.mysql_database}_legacy"), python)
         columns[legacy.name] = benchmark(legacy, options)
 
     print(
         f"\nLive path, one worker each, {options.db}, broker {options.broker or 'embedded (filesystem)'}, "
         f"{options.writers} writers at {options.rate:,.0f} changes/s for {options.seconds:.0f}s, "
-        f"{options.grace:.0f}s grace; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
-        "(the machine may be shared)"
+        f"{options.grace:.0f}s grace; backlog {options.backlog:,} changes; load average at the end "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (the machine may be shared)"
     )
     print_table(columns)
 

@@ -351,19 +351,24 @@ class Devstack:
         env = self.env()
         env["DJANGO_SETTINGS_MODULE"] = f"{service}.envs.devstack"
         log = open(log_path, "ab")  # noqa: SIM115 - the worker writes to it until stopped
+        since = log.tell()
         worker = subprocess.Popen(command, cwd=DEVSTACK_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         worker.log_path = log_path  # type: ignore[attr-defined]
         self.workers.append(worker)
-        self._wait_for_worker(worker, log_path)
+        self._wait_for_worker(worker, log_path, since=since)
         return worker
 
     @staticmethod
-    def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
+    def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout: float = 180, since: int = 0) -> None:
+        """
+        Wait until the worker logs that it is ready, in what it wrote from byte ``since`` of its log on (a log
+        appended to by a worker started before in the same place says so already).
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if worker.poll() is not None:
                 raise RuntimeError(f"worker exited {worker.returncode}:\n{log_path.read_text()[-4000:]}")
-            if b" ready." in log_path.read_bytes():
+            if b" ready." in log_path.read_bytes()[since:]:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"worker not ready after {timeout}s:\n{log_path.read_text()[-4000:]}")

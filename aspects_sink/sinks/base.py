@@ -277,6 +277,14 @@ class Sink:
         return float(getattr(aspects_settings, self.drain_interval_setting))
 
     @property
+    def gather_seconds(self) -> float:
+        """
+        How long the first change after a quiet period waits for the changes that follow it, so that a stream
+        of changes starts with one INSERT rather than one per change: the flush interval.
+        """
+        return float(aspects_settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS)
+
+    @property
     def shows_user_fields(self) -> bool:
         """Whether rows carry fields of the User (username, email): a saved User must re-send them."""
         return False

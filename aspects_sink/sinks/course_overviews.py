@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from aspects_sink import edx_platform
 from aspects_sink.sinks import columns as col
@@ -32,6 +32,7 @@ _CHUNK = 900  # object ids per query: under SQLite's bound on parameters per sta
 
 # Block types whose position in the tree opens a new section, subsection or unit, outermost first.
 SECTION_LEVELS = ("chapter", "sequential", "vertical")
+_LEVELS = {block_type: level for level, block_type in enumerate(SECTION_LEVELS)}
 
 COURSE_BLOCKS = TableSpec(
     name="course_blocks",
@@ -85,6 +86,14 @@ class CourseOverviewSink(ModelSink):
         col.IsoDateTimeString("modified"),
     )
 
+    @property
+    def gather_seconds(self) -> float:
+        """
+        None: a publish is one change, dumped at once after a quiet interval; the publishes of a storm that follow
+        it wait for the end of the dump interval and are dumped together.
+        """
+        return 0.0
+
     def tables(self) -> tuple[TableSpec, ...]:
         return (self.table_spec, COURSE_BLOCKS)
 
@@ -121,23 +130,24 @@ class CourseOverviewSink(ModelSink):
         return [self.serialize_blocks(course_keys, stamp), overviews]
 
     def serialize_blocks(self, course_keys: Sequence[str], stamp: Stamp) -> ColumnBatch:
-        store = edx_platform.modulestore()
-        revision = edx_platform.published_only_revision()
+        """
+        The ``course_blocks`` rows of these courses: each course read from the modulestore once (its course
+        block found among its blocks), each block's location made text once (the row's key, and what its tags are
+        found by), the rows then converted column by column.
+        """
         detached = edx_platform.detached_block_types()
-        rows = []
+        rows: list[tuple] = []
         for course_key in course_keys:
-            course_key_object = edx_platform.course_key(course_key)
-            root = store.get_course(course_key_object, revision=revision)
+            blocks = edx_platform.published_blocks(edx_platform.course_key(course_key)) or []
+            typed = [(block, block.scope_ids.block_type) for block in blocks]
+            root = next((block for block, block_type in typed if block_type == "course"), None)
             if root is None:
                 continue
-            detached_blocks = [
-                block
-                for block in store.get_items(course_key_object, revision=revision)
-                if block.scope_ids.block_type in detached
-            ]
-            blocks = list(_numbered(root, detached_blocks))
-            tags = tags_of(str(block.location.for_branch(None)) for block, *_ in blocks)
-            rows.extend(_block_row(*numbered, tags) for numbered in blocks)
+            numbered = list(_numbered(root, [(block, kind) for block, kind in typed if kind in detached]))
+            locations = [_location_text(block.location) for block, *_ in numbered]
+            tags = block_tags(locations)
+            course_texts: dict[Any, str] = {}
+            rows.extend(_block_row(block, location, course_texts, tags) for block, location in zip(numbered, locations))
         data = [list(values) for values in zip(*rows)] if rows else [[] for _ in COURSE_BLOCKS.columns]
         return COURSE_BLOCKS.batch(
             [column.convert_all(values) for column, values in zip(COURSE_BLOCKS.columns, data)], stamp
@@ -150,45 +160,93 @@ def tags_of(object_ids: Iterable[str]) -> dict[str, list[int]]:
     their ancestors, sorted, from object tags whose taxonomy exists and is enabled and whose tag exists (what
     the platform's ``get_object_tags`` returns). One query per 900 objects; none on a platform without tags.
     """
-    try:
-        object_tag = edx_platform.get_model("object_tag")
-    except edx_platform.PlatformModelMissing:
-        return {}
     object_ids = list(object_ids)
-    ancestry = ("tag_id", "tag__parent_id", "tag__parent__parent_id", "tag__parent__parent__parent_id")
     tags: dict[str, set[int]] = {}
     for start in range(0, len(object_ids), _CHUNK):
-        rows = (
-            object_tag.objects.filter(object_id__in=object_ids[start : start + _CHUNK])
-            .exclude(taxonomy=None)
-            .exclude(taxonomy__enabled=False)
-            .exclude(tag=None)
-            .values_list("object_id", *ancestry)
-        )
-        for object_id, *tag_ids in rows:
-            tags.setdefault(object_id, set()).update(tag_id for tag_id in tag_ids if tag_id is not None)
+        _read_tags(tags, object_id__in=object_ids[start : start + _CHUNK])
     return {object_id: sorted(ids) for object_id, ids in tags.items()}
 
 
-def _walk(block, counters: list[int]) -> Iterator[tuple[Any, tuple[int, int, int]]]:
-    """Depth-first, parents before children, carrying the section/subsection/unit counters."""
-    block_type = block.scope_ids.block_type
-    if block_type in SECTION_LEVELS:
-        level = SECTION_LEVELS.index(block_type)
-        counters[level] += 1
-        for deeper in range(level + 1, len(SECTION_LEVELS)):
-            counters[deeper] = 0
-    yield block, (counters[0], counters[1], counters[2])
-    for child in block.get_children():
-        yield from _walk(child, counters)
+def block_tags(locations: Sequence[str]) -> dict[str, list[int]]:
+    """
+    The tags of a course's blocks (as :func:`tags_of` lists them) in one query: the object tags whose id starts
+    as every block's location does, as edx-platform's content tagging reads the tags of a course's blocks (by the
+    prefix of their usage keys), kept for these blocks. A few blocks are read as :func:`tags_of` reads them.
+    """
+    prefix = _common_prefix(locations)
+    if len(locations) <= _CHUNK or not prefix:
+        return tags_of(locations)
+    wanted = set(locations)
+    tags: dict[str, set[int]] = {}
+    _read_tags(tags, object_id__startswith=prefix)
+    return {object_id: sorted(ids) for object_id, ids in tags.items() if object_id in wanted}
 
 
-def _numbered(root, detached_blocks) -> Iterator[tuple[Any, int, tuple[int, int, int], bool]]:
-    """Every block with its 1-based order, its section/subsection/unit and whether it is detached."""
-    in_tree = ((block, position, False) for block, position in _walk(root, [0, 0, 0]))
-    outside = ((block, (0, 0, 0), True) for block in detached_blocks)
-    for order, (block, position, is_detached) in enumerate(chain(in_tree, outside), start=1):
-        yield block, order, position, is_detached
+def _common_prefix(texts: Sequence[str]) -> str:
+    """The longest text every one of ``texts`` starts with (that of the first and last in sort order)."""
+    if not texts:
+        return ""
+    first, last = min(texts), max(texts)
+    return first[: next((at for at, (a, b) in enumerate(zip(first, last)) if a != b), len(first))]
+
+
+def _read_tags(tags: dict[str, set[int]], **selection: Any) -> None:
+    """Add the tag ids (and their ancestors') of the object tags ``selection`` selects to ``tags``, by object."""
+    try:
+        object_tag = edx_platform.get_model("object_tag")
+    except edx_platform.PlatformModelMissing:
+        return
+    ancestry = ("tag_id", "tag__parent_id", "tag__parent__parent_id", "tag__parent__parent__parent_id")
+    rows = (
+        object_tag.objects.filter(**selection)
+        .exclude(taxonomy=None)
+        .exclude(taxonomy__enabled=False)
+        .exclude(tag=None)
+        .values_list("object_id", *ancestry)
+    )
+    for object_id, *tag_ids in rows:
+        tags.setdefault(object_id, set()).update(tag_id for tag_id in tag_ids if tag_id is not None)
+
+
+def _walk(root) -> Iterator[tuple[Any, str, tuple[int, int, int]]]:
+    """
+    Depth-first, parents before children, each block with its type and the section/subsection/unit counters;
+    iterative, since a course may nest deeper than Python's stack.
+    """
+    counters = [0, 0, 0]
+    waiting = [root]
+    while waiting:
+        block = waiting.pop()
+        block_type = block.scope_ids.block_type
+        level = _LEVELS.get(block_type)
+        if level is not None:
+            counters[level] += 1
+            counters[level + 1 :] = [0] * (len(SECTION_LEVELS) - level - 1)
+        yield block, block_type, (counters[0], counters[1], counters[2])
+        waiting.extend(reversed(block.get_children()))
+
+
+class NumberedBlock(NamedTuple):
+    """A block with its type, its 1-based order, its section/subsection/unit and whether it is detached."""
+
+    block: Any
+    block_type: str
+    order: int
+    position: tuple[int, int, int]
+    detached: bool
+
+
+def _numbered(root, detached_blocks) -> Iterator[NumberedBlock]:
+    """Every block of the tree under ``root`` in order, then the ``detached_blocks`` ((block, type) pairs)."""
+    in_tree = ((block, block_type, position, False) for block, block_type, position in _walk(root))
+    outside = ((block, block_type, (0, 0, 0), True) for block, block_type in detached_blocks)
+    for order, (block, block_type, position, is_detached) in enumerate(chain(in_tree, outside), start=1):
+        yield NumberedBlock(block, block_type, order, position, is_detached)
+
+
+def _location_text(location) -> str:
+    """A block's location as platform-plugin-aspects writes it: without a branch (made anew only if it has one)."""
+    return str(location.for_branch(None) if getattr(location, "branch", None) else location)
 
 
 def _seconds(value: Any) -> float:
@@ -196,33 +254,36 @@ def _seconds(value: Any) -> float:
     return value.total_seconds() if value else 0.0
 
 
-def _block_row(block, order: int, position: tuple[int, int, int], is_detached: bool, tags: dict) -> tuple:
+def _block_row(numbered: NumberedBlock, location: str, course_texts: dict[Any, str], tags: dict) -> tuple:
     """
     One ``course_blocks`` row. ``xblock_data_json`` is written as platform-plugin-aspects writes it: its members
-    in that order, ``detached`` and ``graded`` as 1/0, a video's start and end times in seconds.
+    in that order, ``detached`` and ``graded`` as 1/0, a video's start and end times in seconds. The course key's
+    text is made once per course (``course_texts``).
     """
-    location = str(block.location.for_branch(None))
+    block, block_type = numbered.block, numbered.block_type
     course_key = block.location.course_key
-    block_type = block.scope_ids.block_type
+    course_text = course_texts.get(course_key)
+    if course_text is None:
+        course_text = course_texts[course_key] = str(course_key)
     data = {
         "course": course_key.course,
         "run": course_key.run,
         "block_type": block_type,
-        "detached": int(is_detached),
+        "detached": int(numbered.detached),
         "graded": int(bool(getattr(block, "graded", False))),
         "completion_mode": getattr(block, "completion_mode", ""),
     }
     if block_type == "video":
         data["video_start_time"] = _seconds(getattr(block, "start_time", None))
         data["video_end_time"] = _seconds(getattr(block, "end_time", None))
-    section, subsection, unit = position
+    section, subsection, unit = numbered.position
     data.update(section=section, subsection=subsection, unit=unit, tags=tags.get(location, []))
     return (
         course_key.org,
-        str(course_key),
+        course_text,
         location,
         block.display_name_with_default,
         col.aspects_json(data),
-        order,
+        numbered.order,
         str(getattr(block, "edited_on", "")),
     )

@@ -16,14 +16,14 @@ def failing_course(request, course, monkeypatch):
     """Five courses, the third of which the modulestore cannot load (a tree too deep, a broken block)."""
     keys = [course(number, blocks=4) for number in range(1, 6)]
     bad, failure = str(keys[2]), request.param
-    get_course = DevstackModuleStore.get_course
+    load = DevstackModuleStore._load
 
-    def failing_get_course(self, course_key, *args, **kwargs):
+    def failing_load(self, course_key):
         if str(course_key) == bad:
             raise failure
-        return get_course(self, course_key, *args, **kwargs)
+        return load(self, course_key)
 
-    monkeypatch.setattr(DevstackModuleStore, "get_course", failing_get_course)
+    monkeypatch.setattr(DevstackModuleStore, "_load", failing_load)
     return bad, failure
 
 

@@ -93,3 +93,78 @@ def test_once_the_drain_has_started_the_next_change_schedules_another(wake_ups, 
 @pytest.mark.parametrize("token", [None, "", "no-due-time", "abc@not-a-number"])
 def test_a_token_without_a_due_time_means_ask_again(token):
     assert scheduling._due(token) == 0.0
+
+
+COURSES = "course_overviews"
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The time the schedule reads, moved by hand."""
+    now = [4_000_000.0]
+    monkeypatch.setattr(scheduling.time, "time", lambda: now[0])
+    return now
+
+
+def test_the_first_publish_after_a_quiet_interval_is_dumped_at_once(wake_ups, clock, settings):
+    settings.ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS = 10
+    submitted, cache = wake_ups
+    cache.delete(scheduling._scheduled_key(COURSES))
+    cache.set(scheduling._last_drain_key(COURSES), clock[0] - 60, timeout=3600)
+
+    scheduling.schedule_drain(COURSES)
+    assert submitted[0][:2] == (COURSES, 0.0)
+
+
+def test_a_publish_within_the_interval_is_dumped_at_its_end(wake_ups, clock, settings):
+    """A storm: the first publish was dumped 3 s ago; the next is dumped once the interval has passed."""
+    settings.ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS = 10
+    submitted, cache = wake_ups
+    cache.delete(scheduling._scheduled_key(COURSES))
+    cache.set(scheduling._last_drain_key(COURSES), clock[0] - 3, timeout=3600)
+
+    scheduling.schedule_drain(COURSES)
+    assert submitted[0][0] == COURSES
+    assert submitted[0][1] == pytest.approx(7.0)
+
+
+def test_a_change_after_a_quiet_interval_waits_one_flush_interval(wake_ups, clock):
+    """A stream of changes is gathered: its first change waits the flush interval, whatever came before."""
+    submitted, cache = wake_ups
+    cache.set(scheduling._last_drain_key(SINK), clock[0] - 60, timeout=3600)
+    scheduling.schedule_drain(SINK)
+    assert submitted[0][:2] == (SINK, 1.0)
+
+
+def test_the_next_drain_of_a_stream_starts_one_interval_after_the_last_started(wake_ups, clock, monkeypatch):
+    """
+    A drain that took 0.4 s and left changes behind: the next starts an interval after it started (0.6 s
+    later), not an interval after it ended, so a stream's changes wait at most about one interval.
+    """
+    _, cache = wake_ups
+    published = []
+    monkeypatch.setattr(scheduling, "publish_drain", lambda *drain: published.append(drain) or True)
+    cache.set(scheduling._last_drain_key(SINK), clock[0] - 0.4, timeout=3600)
+
+    scheduling.schedule_follow_up(SINK, 0.0)
+    assert published[0][0] == SINK
+    assert published[0][1] == pytest.approx(0.6)
+
+
+def test_a_drain_scheduled_from_a_stale_reading_waits_for_the_interval(wake_ups, clock, monkeypatch, settings):
+    """
+    A publish read the time of the last dump just before a drain started, then took the schedule the starting
+    drain had just freed: its drain is due at once, a moment after the other. It drains only once the interval
+    has passed since the other started (a storm stays one or two dumps).
+    """
+    settings.ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS = 10
+    _, cache = wake_ups
+    published = []
+    monkeypatch.setattr(scheduling, "publish_drain", lambda *drain: published.append(drain) or True)
+    cache.delete(scheduling._scheduled_key(COURSES))
+    token = scheduling.claim_schedule(COURSES, 0.0)
+    cache.set(scheduling._last_drain_key(COURSES), clock[0] - 1, timeout=3600)  # the other drain, 1 s ago
+
+    assert not scheduling.begin_drain(COURSES, token)
+    assert published[0][0] == COURSES
+    assert published[0][1] == pytest.approx(9.0)
