@@ -315,23 +315,26 @@ def main() -> None:
     parser.add_argument("--no-erb", action="store_true", help="measure aspects-sink only")
     parser.add_argument("--only-one", action="store_true", help="only the single process (no --workers 2)")
     parser.add_argument("--py-spy", help="py-spy's executable: profile one more single-process run with it")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="Redis for broker (db 11) and cache (db 12)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="Redis for the broker and the cache")
+    parser.add_argument("--redis-dbs", default="11,12", help="Redis databases of the broker and the cache (emptied)")
+    parser.add_argument("--mysql-database", default=MYSQL_DATABASE, help="MariaDB database of the LMS (dropped)")
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".benchmarks" / "history")
     options = parser.parse_args()
     redis = options.redis.rstrip("/")
-    options.cache_url = f"{redis}/12"
-    for database in (11, 12):
+    broker_db, cache_db = options.redis_dbs.split(",")
+    options.cache_url = f"{redis}/{cache_db}"
+    for database in {broker_db, cache_db}:
         Redis.from_url(f"{redis}/{database}").flushdb()
 
     shutil.rmtree(options.state_dir, ignore_errors=True)
     options.state_dir.mkdir(parents=True)
-    drop_database(MYSQL_DATABASE)  # an earlier run's LRS route and checkpoints
+    drop_database(options.mysql_database)  # an earlier run's LRS route and checkpoints
     devstack = Devstack(
         options.state_dir,
         settings={"CACHES": redis_cache(options.cache_url)},
-        broker_url=f"{redis}/11",
+        broker_url=f"{redis}/{broker_db}",
         database="mysql",
-        mysql_database=MYSQL_DATABASE,
+        mysql_database=options.mysql_database,
     )
     s3 = S3Server(options.state_dir, authenticate=False)
     s3.start()

@@ -9,5 +9,6 @@ no LRS or log shipper in between (docs/decisions/0005-xapi-to-clickhouse.rst).
 * :mod:`.routing` rewires ERB's tracking backend configuration (settings time and ``ready()``);
 * :mod:`.backend` is the events router ERB's configuration then names;
 * :mod:`.store` is the statements' queue and the raw table's rows;
-* :mod:`.history` imports tracking-log files with ERB's transformers.
+* :mod:`.history` imports tracking-log files with ERB's transformers;
+* :mod:`.transformation` spares those transformers the work they repeat, for the length of an import.
 """

@@ -23,16 +23,13 @@ logs, shows progress and adds up the reports.
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
-import importlib
 import logging
 import multiprocessing
 import os
 import queue
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import connections, transaction
@@ -43,7 +40,7 @@ from aspects_sink.models import HistoryCheckpoint
 from aspects_sink.progress import ProgressReporter
 from aspects_sink.sinks.xapi_statements import raw_batch, without_retired_actors
 from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport, TransportError
-from aspects_sink.xapi import store
+from aspects_sink.xapi import store, transformation
 from aspects_sink.xapi.backend import statements_wanted
 from aspects_sink.xapi.routing import TRANSFORMER_BACKEND, XAPI_CHILD
 from aspects_sink.xapi.sources import CorruptLog, CountingReader, LogObject, LogSource, SourceError, log_lines
@@ -53,12 +50,6 @@ log = logging.getLogger(__name__)
 # Bad events described per log in a report (all are counted, and every one is logged).
 MAX_PROBLEMS_PER_LOG = 20
 _CHECKPOINT_CHUNK = 500
-# ERB's lookups its xAPI transformer memoizes for its last 128 arguments: a learner's anonymous id (three queries
-# of the LMS database) and a course. A history interleaves more learners than that, so nearly every event paid
-# the queries again: over half an import's time. For one import they are memoized for up to this many.
-_TRANSFORMER_MODULE = "event_routing_backends.processors.xapi.transformer"
-_MEMOIZED_LOOKUPS = ("get_anonymous_user_id", "get_course_from_id")
-_LOOKUPS_KEPT = 1_000_000
 
 
 class HistoryError(Exception):
@@ -196,23 +187,6 @@ def admitted(event: dict) -> bool:
     retired learners are left out per batch when written (:meth:`LogImporter._write`), as the live route does.
     """
     return statements_wanted(event.get("name", ""))
-
-
-@contextmanager
-def lookups_memoized() -> Iterator[None]:
-    """
-    ERB's own lookup functions, what they return remembered for the whole import instead of for 128
-    arguments: the same results (what ERB's function answered first), one call per learner and course.
-    """
-    transformer = importlib.import_module(_TRANSFORMER_MODULE)
-    originals = {name: getattr(transformer, name) for name in _MEMOIZED_LOOKUPS}
-    try:
-        for name, original in originals.items():
-            setattr(transformer, name, functools.lru_cache(maxsize=_LOOKUPS_KEPT)(original))
-        yield
-    finally:
-        for name, original in originals.items():
-            setattr(transformer, name, original)
 
 
 class LogImporter:
@@ -403,7 +377,7 @@ class HistoryImport:
             detail=lambda: f"{self.report.statements:,} statements",
         )
         try:
-            with lookups_memoized():  # forked workers inherit it, each with a memo of its own
+            with transformation.sped_up():  # forked workers inherit it, each with memos of its own
                 if self.workers > 1 and len(todo) > 1:
                     self._in_processes(todo, progress)
                 else:

@@ -1,0 +1,134 @@
+"""
+Event-routing-backends' xAPI transformation, faster for a history import and otherwise the same.
+
+A history import runs the live route's transformers (ERB's classes on tincan's statement objects), so its
+statements and their ids are the live route's. Part of their time goes to work they repeat, which
+:func:`sped_up` avoids for the length of an import, with the same results
+(``tests/xapi/test_history_transformation.py`` compares every statement, text and id, with and without it):
+
+* ERB's lookups (a learner's anonymous id: three LMS queries; a course) are memoized by ERB for its last 128
+  arguments; a history interleaves more learners than that, so nearly every event paid the queries again.
+  They are remembered for the whole import: what ERB's own function answered first.
+* ERB's openedx-filters hook on ``get_actor`` and ``get_verb`` builds a new filter class (``type(...)``) on
+  every call, and the garbage collector then has classes to collect. The class only carries its filter type:
+  one per type is built and used again; the filter pipeline still runs on each call.
+* ERB calls ``get_actor`` and ``get_verb`` twice per statement, for its id and for the statement itself, each
+  time building tincan objects anew. Unless ``OPEN_EDX_FILTERS_CONFIG`` gives them a pipeline (whose steps
+  could answer differently the second time), the second call returns what the first answered.
+* The garbage collector: the objects Django's start-up made are frozen out of its collections (they live as
+  long as the process), and young collections run less often; a statement's objects hold no cycle.
+
+What remains is ERB's transformers building tincan objects, which check and convert every attribute they
+set, and serialising them (tincan's ``as_version``, then JSON, parsed again by ERB's processor): faster
+equivalents of tincan's own code were tried and gained nothing measurable, so tincan runs as it is.
+
+Nothing of this is active outside :func:`sped_up`: the live route runs ERB and tincan as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from event_routing_backends.processors.openedx_filters.filters import ProcessorBaseFilter
+from event_routing_backends.processors.xapi import transformer as xapi_transformer
+
+_MEMOIZED_LOOKUPS = ("get_anonymous_user_id", "get_course_from_id")
+_LOOKUPS_KEPT = 1_000_000
+# Young objects allocated before a collection (Python's default: 700). Statements' objects are short-lived and
+# acyclic, so collecting them more often only costs time.
+_YOUNG_THRESHOLD = 50_000
+
+
+@contextmanager
+def sped_up() -> Iterator[None]:
+    """For its duration, ERB's transformation in this process (and processes forked from it) as described above."""
+    with ExitStack() as stack:
+        stack.enter_context(lookups_memoized())
+        stack.enter_context(_replaced(ProcessorBaseFilter, "generate_dynamic_filter", _one_filter_class_per_type))
+        for name, filter_type in _FILTERED_PARTS.items():
+            if not _filter_configured(filter_type):
+                stack.enter_context(_replaced(xapi_transformer.XApiTransformer, name, _once_per_transformer(name)))
+        stack.enter_context(_collector_tuned())
+        yield
+
+
+@contextmanager
+def lookups_memoized() -> Iterator[None]:
+    """ERB's own lookup functions, what they return remembered for the whole import instead of for 128 arguments."""
+    originals = {name: getattr(xapi_transformer, name) for name in _MEMOIZED_LOOKUPS}
+    try:
+        for name, original in originals.items():
+            setattr(xapi_transformer, name, functools.lru_cache(maxsize=_LOOKUPS_KEPT)(original))
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(xapi_transformer, name, original)
+
+
+@contextmanager
+def _replaced(owner: type, name: str, replacement) -> Iterator[None]:
+    """``owner.name`` replaced, and the very attribute it had (from its ``__dict__``) put back afterwards."""
+    original = owner.__dict__[name]
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextmanager
+def _collector_tuned() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(_YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+# -- ERB's openedx-filters hook ----------------------------------------------------------------------
+
+
+@classmethod
+@functools.cache
+def _one_filter_class_per_type(cls, filter_type):
+    """``ProcessorBaseFilter.generate_dynamic_filter``, built once per class and filter type."""
+    return type("DynamicFilter", (cls,), {"filter_type": filter_type})
+
+
+_FILTERED_PARTS = {
+    "get_actor": "event_routing_backends.processors.xapi.transformer.xapi_transformer.get_actor",
+    "get_verb": "event_routing_backends.processors.xapi.transformer.xapi_transformer.get_verb",
+}
+
+
+def _filter_configured(filter_type: str) -> bool:
+    """Whether ``OPEN_EDX_FILTERS_CONFIG`` gives this filter type of ERB's a pipeline."""
+    dynamic_filter = ProcessorBaseFilter.generate_dynamic_filter(filter_type)
+    return bool(dynamic_filter.get_pipeline_configuration()[0])
+
+
+def _once_per_transformer(name: str):
+    """
+    ``XApiTransformer.<name>`` (ERB's ``get_actor`` or ``get_verb`` with its filter hook) run once per transformer:
+    ERB calls each twice per statement, for the statement's id and for the statement. Without a filter pipeline
+    configured they answer the same both times (the event's learner through the memoized lookup, the event's
+    verb), and tincan only reads the object it is given; with one, a pipeline step could answer otherwise, so
+    :func:`sped_up` leaves that method as it is.
+    """
+    method = xapi_transformer.XApiTransformer.__dict__[name]
+    key = f"_aspects_sink_{name}"
+
+    @functools.wraps(method)
+    def once(self):
+        answers = self.__dict__
+        if key not in answers:
+            answers[key] = method(self)
+        return answers[key]
+
+    return once

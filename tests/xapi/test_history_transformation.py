@@ -1,0 +1,101 @@
+"""
+The history import's faster transformation (``aspects_sink.xapi.transformation.sped_up``) gives
+event-routing-backends' statements to the byte: the same ids and the same JSON as ERB's transformers running as
+they are, with or without an openedx-filters pipeline on the parts it runs once; and a history's statements in
+ClickHouse are the live route's, text included, not only their ids.
+"""
+
+from __future__ import annotations
+
+import gc
+import uuid
+
+import pytest
+from common.djangoapps.student.helpers import create_user
+from devstack_tools import learner_activity as activity
+from django.core.management import call_command
+from event_routing_backends.management.commands.helpers.event_log_parser import parse_json_event
+from event_routing_backends.processors.openedx_filters.filters import ProcessorBaseFilter
+from event_routing_backends.processors.xapi.transformer import XApiTransformer
+from openedx_filters.filters import PipelineStep
+from xmodule.modulestore.course_builder import create_course
+
+from aspects_sink.models import XapiStatement
+from aspects_sink.sinks.xapi_statements import raw_table
+from aspects_sink.xapi import store, transformation
+from aspects_sink.xapi.history import as_emitted, xapi_router
+
+LEARNERS = 5
+ACTOR_FILTER = "event_routing_backends.processors.xapi.transformer.xapi_transformer.get_actor"
+
+
+class RenamedActor(PipelineStep):
+    """An operator's pipeline step on ERB's ``get_actor``: the statement's actor as the step makes it."""
+
+    def run_filter(self, transformer, result):
+        result.account.name = f"renamed-{result.account.name}"
+        return {"result": result}
+
+
+@pytest.fixture
+def tracking_lines(db) -> list[str]:
+    """Learners' two rounds of activity in a course, sent live (queued statements) and as tracking-log lines."""
+    course = activity.CourseBlocks.of(create_course("SameX", uuid.uuid4().hex[:8], "2026", "Same", blocks=60))
+    learners = [create_user(f"same{i}-{uuid.uuid4().hex[:6]}", f"same{i}@example.com") for i in range(LEARNERS)]
+    with activity.recording() as events:
+        for step in range(2):
+            for learner in learners:
+                activity.emit(learner, course, activity.round_of_events(learner, course, step))
+    return [activity.tracking_log_line(event) for event in events]
+
+
+def statement_rows(lines: list[str]) -> list[store.StatementRow]:
+    """Each line through ERB's xapi processors, as the history reads and hands it to them."""
+    router = xapi_router()
+    rows = []
+    for line in lines:
+        event = parse_json_event(line)
+        event["timestamp"] = as_emitted(event["timestamp"])
+        rows += [store.statement_row(statement) for statement in router.process_event(event)]
+    return rows
+
+
+def test_the_faster_transformation_gives_erbs_statements_to_the_byte_and_leaves_erb_as_it_was(tracking_lines):
+    erbs = statement_rows(tracking_lines)
+    assert len(erbs) == 10 * LEARNERS and len({event_id for event_id, _, _ in erbs}) == len(erbs)
+    originals = (ProcessorBaseFilter.__dict__["generate_dynamic_filter"], XApiTransformer.__dict__["get_actor"])
+    thresholds = gc.get_threshold()
+
+    with transformation.sped_up():
+        assert XApiTransformer.__dict__["get_actor"] is not originals[1]  # no pipeline: run once per statement
+        faster = statement_rows(tracking_lines)
+        again = statement_rows(tracking_lines)  # what the memos kept from the first pass
+
+    assert faster == erbs and again == erbs
+    assert (ProcessorBaseFilter.__dict__["generate_dynamic_filter"], XApiTransformer.__dict__["get_actor"]) == originals
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+def test_a_filter_pipeline_on_the_actor_runs_on_every_call_as_in_erb(tracking_lines, settings):
+    settings.OPEN_EDX_FILTERS_CONFIG = {
+        ACTOR_FILTER: {"pipeline": [f"{__name__}.RenamedActor"], "fail_silently": False}
+    }
+    erbs = statement_rows(tracking_lines)
+    assert all('"name":"renamed-' in text for _, _, text in erbs)
+    get_actor = XApiTransformer.__dict__["get_actor"]
+
+    with transformation.sped_up():
+        assert XApiTransformer.__dict__["get_actor"] is get_actor  # a pipeline step could answer otherwise twice
+        assert statement_rows(tracking_lines) == erbs
+
+
+def test_a_historys_statements_are_the_live_routes_text_included(devstack_clickhouse, tracking_lines, tmp_path):
+    live = {str(row.event_id): row.statement for row in XapiStatement.objects.all()}
+    assert len(live) == 10 * LEARNERS
+    path = tmp_path / "tracking.log"
+    path.write_text("".join(line + "\n" for line in tracking_lines))
+
+    call_command("aspects_sink_xapi_history", str(path), "--no-progress")
+
+    query = f"SELECT toString(event_id), event FROM {raw_table().insert_target}"
+    assert dict(devstack_clickhouse.rows(query)) == live
