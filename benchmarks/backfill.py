@@ -289,7 +289,7 @@ def report(runs: list[Run], ours: str = "aspects-sink") -> None:
 def benchmark_size(arguments: argparse.Namespace, size: int, pythons: tuple, *, courses: bool) -> list[Run]:
     """Every dump at one size, in a devstack of its own (kept under .benchmarks/ for the next run)."""
     state = WORK_DIR / f"state-{arguments.db}-{size}"
-    mysql_database = f"aspects_benchmark_{size}" if arguments.db == "mysql" else None
+    mysql_database = f"{arguments.mysql_database}_{size}" if arguments.db == "mysql" else None
     devstack = Devstack(
         state, settings={"ASPECTS_ENABLE_PII": True}, database=arguments.db, mysql_database=mysql_database
     )
@@ -317,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000, help="largest size: users, profiles and enrollments")
     parser.add_argument("--db", choices=("sqlite", "mysql"), default="sqlite")
+    parser.add_argument(
+        "--mysql-database",
+        default="aspects_benchmark",
+        help="with --db mysql: the LMS databases' name, followed by _<size> (default aspects_benchmark)",
+    )
     parser.add_argument("--courses", type=int, default=500, help="courses for the course_overviews dump")
     parser.add_argument("--blocks-per-course", type=int, default=59)
     parser.add_argument("--no-legacy", action="store_true", help="measure aspects-sink only")
