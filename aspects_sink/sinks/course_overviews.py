@@ -124,7 +124,7 @@ class CourseOverviewSink(ModelSink):
         store = edx_platform.modulestore()
         revision = edx_platform.published_only_revision()
         detached = edx_platform.detached_block_types()
-        rows = []
+        blocks = []
         for course_key in course_keys:
             course_key_object = edx_platform.course_key(course_key)
             root = store.get_course(course_key_object, revision=revision)
@@ -135,9 +135,9 @@ class CourseOverviewSink(ModelSink):
                 for block in store.get_items(course_key_object, revision=revision)
                 if block.scope_ids.block_type in detached
             ]
-            blocks = list(_numbered(root, detached_blocks))
-            tags = tags_of(str(block.location.for_branch(None)) for block, *_ in blocks)
-            rows.extend(_block_row(*numbered, tags) for numbered in blocks)
+            blocks.extend(_numbered(root, detached_blocks))
+        tags = tags_of(str(block.location.for_branch(None)) for block, *_ in blocks)  # the batch's courses at once
+        rows = [_block_row(*numbered, tags) for numbered in blocks]
         data = [list(values) for values in zip(*rows)] if rows else [[] for _ in COURSE_BLOCKS.columns]
         return COURSE_BLOCKS.batch(
             [column.convert_all(values) for column, values in zip(COURSE_BLOCKS.columns, data)], stamp
