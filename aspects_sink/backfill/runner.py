@@ -1,7 +1,6 @@
 """
 The batch loop of a backfill: read a page of keys, serialize it with the sink's code, one INSERT per
-table, acknowledge it in the checkpoint, rest, repeat. The INSERTs run on a thread of their own, one batch
-behind the reading: while ClickHouse takes a batch, the next page is read and serialized.
+table, acknowledge it in the checkpoint, rest, repeat.
 
 Every batch gets its own row version from the LMS database's sequence, taken just before its rows are
 read (docs/decisions/0002-row-versions.rst), so rows a backfill sends never win over newer rows the live
@@ -21,18 +20,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from aspects_sink import apm, retirement
 from aspects_sink.backfill.checkpoints import RangeCheckpoint
-from aspects_sink.backfill.source import BackfillSource, Page
-from aspects_sink.isolation import Limits, isolate, not_the_datas_fault
+from aspects_sink.backfill.source import BackfillSource
+from aspects_sink.isolation import Limits, isolate
 from aspects_sink.models import VersionTick
 from aspects_sink.sinks.base import Stamp
-from aspects_sink.transport import ClickHouseTransport, ColumnBatch
+from aspects_sink.transport import ClickHouseTransport
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +68,6 @@ def dump_range(
     """
     Dump the range of ``checkpoint`` from where it stands, batch by batch, and mark it done.
 
-    The INSERT of a batch runs on a thread of its own (:class:`InsertThread`) while the next page is read and
-    serialized here: the INSERT mostly waits on ClickHouse, the reading on the LMS database and Python. At most
-    two batches are held, and batches are inserted and acknowledged one after the other in key order; a page is
-    acknowledged only once ClickHouse took it. With ``sleep_time`` a batch is acknowledged before the rest that
-    follows it (nothing is gained by reading during an INSERT then). When anything stops the run (ClickHouse
-    unavailable, the LMS database failing, Ctrl-C), the batch in flight is waited for and acknowledged if it
-    went in.
-
     ``limit`` counts objects sent or failed over the whole range, including earlier runs of it.
     ``on_batch`` hears how many objects each batch dealt with. Counts are added to ``tally`` batch by
     batch, so a caller passing its own still knows what was done when this raises.
@@ -88,150 +77,31 @@ def dump_range(
     pages = source.pages(
         batch_size, checkpoint.after, checkpoint.up_to, limit=remaining, pause=lambda: time.sleep(sleep_time)
     )
-    settle = partial(_settle, source, checkpoint, transport, tally=tally, on_batch=on_batch)
-    in_flight: _Batch | None = None
-
-    def settle_in_flight() -> None:
-        nonlocal in_flight
-        settling, in_flight = in_flight, None
-        if settling is not None:
-            settle(settling)
-
-    with InsertThread(transport) as inserts:
-        try:
-            while True:
-                if sleep_time:  # resting between batches (to spare the LMS database): the batch sent is settled first
-                    settle_in_flight()
-                stamp = Stamp(version=VersionTick.allocate())  # before the page's rows are read: ADR 0002
-                page = next(pages, None)
-                prepared = _prepare(source, page, stamp) if page is not None else None
-                settle_in_flight()
-                if prepared is None:
-                    break
-                if prepared.batches is not None:
-                    prepared.insert = inserts.submit(prepared.batches)
-                in_flight = prepared
-        except BaseException:
-            if in_flight is not None:  # the run stops: keep what ClickHouse took of the batch in flight
-                _acknowledge_if_inserted(checkpoint, in_flight, settle)
-            raise
+    while True:
+        stamp = Stamp(version=VersionTick.allocate())  # before the page's rows are read: ADR 0002
+        page = next(pages, None)
+        if page is None:
+            break
+        batch, started = Tally(skipped=page.skipped), time.monotonic()
+        if page.keys:
+            span = (page.start, page.last) if page.whole_range else None
+            _send(source, transport, page.keys, stamp, span=span, rows=page.rows, tally=batch)
+        checkpoint.acknowledge(
+            page.last,
+            rows=batch.rows,
+            skipped=batch.skipped,
+            failed=batch.failed,
+            error=batch.errors[0] if batch.errors else "",
+        )
+        tally.add(batch)
+        apm.record_batch(
+            "backfill", source.name, rows=batch.rows, inserts=batch.inserts, seconds=time.monotonic() - started,
+            outcome="failed" if batch.failed else "ok",
+        )  # fmt: skip
+        if on_batch:
+            on_batch(page.examined)
     checkpoint.finish()
     return tally
-
-
-@dataclass
-class _Batch:
-    """
-    A page on its way: its rows, serialized here (``batches``; None when that failed, or when the page has no key
-    to send), and the INSERT of them running on the insert thread (None when there is nothing to insert: a page
-    that could not be serialized goes through failure isolation when it is settled).
-    """
-
-    page: Page
-    stamp: Stamp
-    batches: list[ColumnBatch] | None
-    started: float
-    insert: Future | None = None
-
-
-def _prepare(source: BackfillSource, page: Page, stamp: Stamp) -> _Batch:
-    """Serialize a page's rows; an object that cannot be serialized is left to failure isolation, when sent."""
-    started = time.monotonic()
-    batches = None
-    if page.keys:
-        span = (page.start, page.last) if page.whole_range else None
-        try:
-            batches = source.writes(page.keys, stamp, span, page.rows)
-        except Exception as error:
-            if not_the_datas_fault(error):  # the LMS database failing stops the run, as it would when sent
-                raise
-    return _Batch(page, stamp, batches, started)
-
-
-def _settle(
-    source: BackfillSource,
-    checkpoint: RangeCheckpoint,
-    transport: ClickHouseTransport,
-    batch: _Batch,
-    *,
-    tally: Tally,
-    on_batch: Callable[[int], None] | None,
-) -> None:
-    """
-    Wait for a batch's INSERT and acknowledge the page. A page whose rows could not be serialized or that
-    ClickHouse rejected is sent again here through failure isolation; what is not the data's fault is raised.
-    """
-    page, counts = batch.page, Tally(skipped=batch.page.skipped)
-    if page.keys:
-        try:
-            inserted = batch.insert.result() if batch.insert is not None else None
-        except Exception as error:
-            if not_the_datas_fault(error):
-                raise
-            inserted = None
-        if inserted is not None:
-            counts.inserts += inserted
-            retirement.after_write(source.sink, page.keys, batch.batches)
-            counts.rows += source.own_rows(batch.batches)
-        else:
-            span = (page.start, page.last) if page.whole_range else None
-            _send(source, transport, page.keys, batch.stamp, span=span, rows=page.rows, tally=counts)
-    _acknowledge(checkpoint, page, counts)
-    tally.add(counts)
-    apm.record_batch(
-        "backfill", source.name, rows=counts.rows, inserts=counts.inserts, seconds=time.monotonic() - batch.started,
-        outcome="failed" if counts.failed else "ok",
-    )  # fmt: skip
-    if on_batch:
-        on_batch(page.examined)
-
-
-def _acknowledge(checkpoint: RangeCheckpoint, page: Page, counts: Tally) -> None:
-    checkpoint.acknowledge(
-        page.last,
-        rows=counts.rows,
-        skipped=counts.skipped,
-        failed=counts.failed,
-        error=counts.errors[0] if counts.errors else "",
-    )
-
-
-def _acknowledge_if_inserted(checkpoint: RangeCheckpoint, batch: _Batch, settle: Callable[[_Batch], None]) -> None:
-    """
-    When the run stops with a batch in flight: wait for its INSERT and, if ClickHouse took it whole, acknowledge
-    it (nothing else is sent: a rejected or unsent batch is left for ``--resume``, which reads it again).
-    """
-    if batch.page.keys and (batch.insert is None or batch.insert.exception() is not None):
-        return  # Future.exception() waits for the INSERT to end
-    try:
-        settle(batch)
-    except Exception:  # the error that stopped the run is the one to report
-        log.exception("aspects_sink backfill: could not acknowledge %s after %s", checkpoint, batch.page.last)
-
-
-class InsertThread:
-    """
-    One thread sending a backfill's INSERTs, one batch at a time and in order, while the caller reads the next
-    page. It uses a ClickHouse client of its own (the transport keeps one per thread), closed when the thread ends.
-    """
-
-    def __init__(self, transport: ClickHouseTransport):
-        self.transport = transport
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aspects-sink-backfill-insert")
-
-    def __enter__(self) -> InsertThread:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.executor.submit(self.transport.close)
-        self.executor.shutdown(wait=True)
-
-    def submit(self, batches: Sequence[ColumnBatch]) -> Future:
-        """Insert the batches one after the other; the future holds the INSERTs that wrote rows."""
-        return self.executor.submit(self._insert, list(batches))
-
-    def _insert(self, batches: list[ColumnBatch]) -> int:
-        return sum(1 for batch in batches if self.transport.insert(batch))
 
 
 def _send(

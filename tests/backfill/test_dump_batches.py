@@ -1,9 +1,7 @@
 """
-The INSERT of a batch runs on a thread of its own while the next page is read: batches still go in one after the
-other in key order, each is acknowledged only once ClickHouse took it, and a run that stops keeps exactly that.
+Batches go in one after the other in key order, each is acknowledged only once ClickHouse took it, and a run that
+stops on a failed INSERT keeps exactly what went in.
 """
-
-import threading
 
 import pytest
 from common.djangoapps.student.models import UserProfile
@@ -17,7 +15,6 @@ from aspects_sink.transport import ClickHouseTransport
 pytestmark = pytest.mark.django_db
 
 TABLE = "event_sink_backfill.user_profile"
-WAIT_SECONDS = 30  # an upper bound on waiting for the other thread, never reached when the run overlaps
 
 
 def profile_ids():
@@ -66,35 +63,6 @@ def test_batches_go_in_in_key_order_and_each_is_acknowledged_after_its_insert(
     assert acknowledged == [ids[2], ids[5], ids[7]]
     for keys in inserted:
         assert events.index(("inserted", keys)) < events.index(("acknowledged", keys[-1]))
-    assert backfill_clickhouse.column("user_profile", "id") == ids
-
-
-def test_the_next_page_is_read_while_the_insert_of_the_previous_one_runs(
-    backfill_clickhouse, dump, learners, monkeypatch
-):
-    learners(6)
-    ids = profile_ids()
-    second_page_read = threading.Event()
-    overlapped = []
-    insert, page = ClickHouseTransport.insert, BackfillSource._page
-
-    def insert_waiting_for_the_next_read(self, batch, settings=None):
-        if batch.table == "user_profile" and batch.columns[batch.column_names.index("id")][0] == ids[0]:
-            overlapped.append(second_page_read.wait(WAIT_SECONDS))
-        return insert(self, batch, settings)
-
-    def page_noting_the_second_read(self, after, *arguments):
-        found = page(self, after, *arguments)
-        if found is not None and found.keys[0] == ids[3]:
-            second_page_read.set()
-        return found
-
-    monkeypatch.setattr(ClickHouseTransport, "insert", insert_waiting_for_the_next_read)
-    monkeypatch.setattr(BackfillSource, "_page", page_noting_the_second_read)
-
-    dump("--object", "user_profile", "--batch_size", "3")
-
-    assert overlapped == [True]
     assert backfill_clickhouse.column("user_profile", "id") == ids
 
 
