@@ -10,7 +10,7 @@ import datetime
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import connection, connections, models, router, transaction
 from django.utils import timezone
 
 
@@ -262,6 +262,9 @@ def retired_user_ids(user_ids: Iterable[Any]) -> set[int]:
     Which of these user ids are recorded as retired. The filter every path that writes personal data applies to
     a batch (tracking-log history included), whatever the users' names: one read of the range of ids when they are
     dense (a backlog's batch: at most sixteen recorded users read per id asked), else one query per 900 ids.
+
+    The ids go to the database driver as they are, in a plain ``IN`` list: the ORM's ``__in`` lookup prepares
+    each of them in Python, which took half of a backfill's time (two lookups per batch of 10,000 rows).
     """
     ids = sorted({int(user_id) for user_id in user_ids if user_id not in (None, "")})
     if not ids:
@@ -270,9 +273,14 @@ def retired_user_ids(user_ids: Iterable[Any]) -> set[int]:
         in_range = RetiredUser.objects.filter(user_id__gte=ids[0], user_id__lte=ids[-1])
         return set(in_range.values_list("user_id", flat=True)).intersection(ids)
     found: set[int] = set()
-    for start in range(0, len(ids), _ID_CHUNK):
-        chunk = ids[start : start + _ID_CHUNK]
-        found.update(RetiredUser.objects.filter(user_id__in=chunk).values_list("user_id", flat=True))
+    database = connections[router.db_for_read(RetiredUser)]
+    table = database.ops.quote_name(RetiredUser._meta.db_table)
+    column = database.ops.quote_name(RetiredUser._meta.pk.column)
+    with database.cursor() as cursor:
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            cursor.execute(f"SELECT {column} FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            found.update(int(row[0]) for row in cursor.fetchall())
     return found
 
 

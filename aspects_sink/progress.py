@@ -18,7 +18,10 @@ class ProgressReporter(Protocol):
     """
     What a job calls as it works; ``done`` counts work finished before this run (a resumed job). ``unit``
     names what is counted; ``detail``, when given, adds a few words to every progress line (a second count).
+    ``shows_total`` says whether ``total`` is shown at all: when it is not, a job need not count its work first.
     """
+
+    shows_total: bool
 
     def start(
         self, label: str, total: int, done: int = 0, *, unit: str = "rows", detail: Callable[[], str] | None = None
@@ -31,6 +34,8 @@ class ProgressReporter(Protocol):
 
 class _Meter:
     """Counts units and measures their rate over this run only, so a resumed job's rate is not inflated."""
+
+    shows_total = True
 
     def __init__(self, clock: Callable[[], float]):
         self.clock = clock
@@ -151,6 +156,8 @@ class LogProgress(_Meter):
 
 class SilentProgress:
     """``--no-progress``."""
+
+    shows_total = False
 
     def start(
         self, label: str, total: int, done: int = 0, *, unit: str = "rows", detail: Callable[[], str] | None = None

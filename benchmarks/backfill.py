@@ -7,9 +7,10 @@ Backfill benchmark: aspects-sink's ``dump_data_to_clickhouse`` side by side with
     DEVSTACK_DB=mysql python benchmarks/backfill.py --db mysql   # MariaDB on 127.0.0.1:3306, root
 
 Each dump runs as its own process, as an operator would run it; the figures are end to end (process start
-to exit) and the peak RSS is that process's own (``wait4``). ClickHouse is the devstack's chDB endpoint, a
-separate process. Each plugin runs from a virtualenv of its own under ``.benchmarks/`` (created on first
-use) holding the plugin and what the stand-in LMS needs, nothing else. The existing plugin writes to
+to exit); the peak RSS and the CPU time (user and system, a measure the machine's load hardly changes) are that
+process's own (``wait4``). ClickHouse is the devstack's chDB endpoint, a separate process. Each plugin runs
+from a virtualenv of its own under ``.benchmarks/`` (created on first use) holding the plugin and what the
+stand-in LMS needs, nothing else. The existing plugin writes to
 database ``event_sink_legacy``, whose tables have Aspects' own layout, engines and keys (``aspects_schema``).
 aspects-sink's re-dumps are measured too: over rows ClickHouse already holds, unchanged (in its own tables
 and in Aspects') and all changed (in Aspects' tables, altered there). The seeded data is kept under
@@ -76,6 +77,7 @@ class Run:
     rows: int
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float = 0.0  # the process's own CPU time (user and system, all its threads), not ClickHouse's
 
     @property
     def rows_per_second(self) -> float:
@@ -84,7 +86,7 @@ class Run:
     def __str__(self) -> str:
         return (
             f"{self.plugin:<30} {self.what:<58} {self.seconds:6.1f}s {self.rows_per_second:>9,.0f}/s "
-            f"{self.peak_rss_mb:4.0f} MB"
+            f"{self.peak_rss_mb:4.0f} MB {self.cpu_seconds:6.1f}s CPU"
         )
 
 
@@ -132,7 +134,7 @@ def measure(plugin: str, what: str, rows: int, command: Command, log: Path) -> R
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise RuntimeError(f"{plugin} {what} exited {process.returncode}; see {log}")
-    return Run(plugin, what, rows, seconds, usage.ru_maxrss / 1024)
+    return Run(plugin, what, rows, seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 class Benchmark:
@@ -270,7 +272,7 @@ def create_legacy_tables(devstack: Devstack) -> None:
 def report(runs: list[Run], ours: str = "aspects-sink") -> None:
     """Both plugins' figures per dump, and the ratio."""
     print()
-    heading = f"{'dump':<58} {'plugin':<30} {'seconds':>8} {'rows/s':>10} {'peak RSS':>9} {'speed-up':>9}"
+    heading = f"{'dump':<58} {'plugin':<30} {'seconds':>8} {'rows/s':>10} {'peak RSS':>9} {'CPU s':>8} {'speed-up':>9}"
     print(heading)
     print("-" * len(heading))
     by_what: dict[str, list[Run]] = {}
@@ -282,14 +284,14 @@ def report(runs: list[Run], ours: str = "aspects-sink") -> None:
             ratio = f"{run.rows_per_second / baseline.rows_per_second:8.1f}×" if baseline and run.plugin == ours else ""
             print(
                 f"{what:<58} {run.plugin:<30} {run.seconds:8.1f} {run.rows_per_second:>10,.0f} "
-                f"{run.peak_rss_mb:>6.0f} MB {ratio:>9}"
+                f"{run.peak_rss_mb:>6.0f} MB {run.cpu_seconds:>8.1f} {ratio:>9}"
             )
 
 
 def benchmark_size(arguments: argparse.Namespace, size: int, pythons: tuple, *, courses: bool) -> list[Run]:
     """Every dump at one size, in a devstack of its own (kept under .benchmarks/ for the next run)."""
     state = WORK_DIR / f"state-{arguments.db}-{size}"
-    mysql_database = f"aspects_benchmark_{size}" if arguments.db == "mysql" else None
+    mysql_database = f"{arguments.mysql_database}_{size}" if arguments.db == "mysql" else None
     devstack = Devstack(
         state, settings={"ASPECTS_ENABLE_PII": True}, database=arguments.db, mysql_database=mysql_database
     )
@@ -317,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000, help="largest size: users, profiles and enrollments")
     parser.add_argument("--db", choices=("sqlite", "mysql"), default="sqlite")
+    parser.add_argument(
+        "--mysql-database",
+        default="aspects_benchmark",
+        help="with --db mysql: the LMS databases' name, followed by _<size> (default aspects_benchmark)",
+    )
     parser.add_argument("--courses", type=int, default=500, help="courses for the course_overviews dump")
     parser.add_argument("--blocks-per-course", type=int, default=59)
     parser.add_argument("--no-legacy", action="store_true", help="measure aspects-sink only")

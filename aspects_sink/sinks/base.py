@@ -20,6 +20,7 @@ from aspects_sink.conf import aspects_settings
 from aspects_sink.models import LeasedEntry, OutboxEntry, RetiredUser, retired_user_ids
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks import schema
+from aspects_sink.sinks.reading import read_columns
 from aspects_sink.transport import ColumnBatch
 
 log = logging.getLogger(__name__)
@@ -401,15 +402,13 @@ class ModelSink(Sink):
                 writes.append(self.table_spec.delete_users(sorted(gone), older_than=stamp))
         return writes
 
-    def fetch(self, queryset, *, also: Sequence[str] = ()) -> dict[str, list]:
+    def fetch(self, queryset, *, also: Sequence[str] = ()) -> dict[str, Sequence]:
         """
         Read the batch with one query, as one list per ORM source, and per source in ``also`` (the backfill
         reads the primary key along, to tell which objects of a page it sends).
         """
         sources = self._sources + tuple(source for source in also if source not in self._sources)
-        rows = list(queryset.values_list(*sources))
-        values = list(zip(*rows)) if rows else [() for _ in sources]
-        return dict(zip(sources, values))
+        return read_columns(queryset, sources)
 
     def serialize(self, queryset, stamp: Stamp) -> ColumnBatch:
         """One column batch for everything ``queryset`` selects."""

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 UTC = datetime.UTC
+_STR = {str}
+_STR_OR_NONE = {str, type(None)}
 
 
 class Column:
@@ -60,8 +62,11 @@ class String(Column):
         return value if isinstance(value, str) else str(value)
 
     def convert_all(self, values: Sequence[Any]) -> list:
-        if all(type(value) is str for value in values):  # the common case: CharField values
+        kinds = set(map(type, values))  # at C speed: the common cases are CharField values, some of them NULL
+        if kinds <= _STR:
             return list(values)
+        if kinds <= _STR_OR_NONE:
+            return [self.empty if value is None else value for value in values]
         return super().convert_all(values)
 
 

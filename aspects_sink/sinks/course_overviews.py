@@ -136,7 +136,7 @@ class CourseOverviewSink(ModelSink):
         found by), the rows then converted column by column.
         """
         detached = edx_platform.detached_block_types()
-        rows: list[tuple] = []
+        courses: list[tuple[list[NumberedBlock], list[str]]] = []
         for course_key in course_keys:
             blocks = edx_platform.published_blocks(edx_platform.course_key(course_key)) or []
             typed = [(block, block.scope_ids.block_type) for block in blocks]
@@ -144,10 +144,14 @@ class CourseOverviewSink(ModelSink):
             if root is None:
                 continue
             numbered = list(_numbered(root, [(block, kind) for block, kind in typed if kind in detached]))
-            locations = [_location_text(block.location) for block, *_ in numbered]
-            tags = block_tags(locations)
-            course_texts: dict[Any, str] = {}
-            rows.extend(_block_row(block, location, course_texts, tags) for block, location in zip(numbered, locations))
+            courses.append((numbered, [_location_text(block.location) for block, *_ in numbered]))
+        tags = block_tags([locations for _, locations in courses])
+        course_texts: dict[Any, str] = {}
+        rows = [
+            _block_row(block, location, course_texts, tags)
+            for numbered, locations in courses
+            for block, location in zip(numbered, locations)
+        ]
         data = [list(values) for values in zip(*rows)] if rows else [[] for _ in COURSE_BLOCKS.columns]
         return COURSE_BLOCKS.batch(
             [column.convert_all(values) for column, values in zip(COURSE_BLOCKS.columns, data)], stamp
@@ -167,19 +171,23 @@ def tags_of(object_ids: Iterable[str]) -> dict[str, list[int]]:
     return {object_id: sorted(ids) for object_id, ids in tags.items()}
 
 
-def block_tags(locations: Sequence[str]) -> dict[str, list[int]]:
+def block_tags(courses: Sequence[Sequence[str]]) -> dict[str, list[int]]:
     """
-    The tags of a course's blocks (as :func:`tags_of` lists them) in one query: the object tags whose id starts
-    as every block's location does, as edx-platform's content tagging reads the tags of a course's blocks (by the
-    prefix of their usage keys), kept for these blocks. A few blocks are read as :func:`tags_of` reads them.
+    The tags of a batch's blocks (as :func:`tags_of` lists them), given each course's block locations: the
+    small courses' blocks together (one query per 900 blocks), a big course's in one query of its own, by the
+    prefix of its usage keys, as edx-platform's content tagging reads the tags of a course's blocks.
     """
-    prefix = _common_prefix(locations)
-    if len(locations) <= _CHUNK or not prefix:
-        return tags_of(locations)
-    wanted = set(locations)
-    tags: dict[str, set[int]] = {}
-    _read_tags(tags, object_id__startswith=prefix)
-    return {object_id: sorted(ids) for object_id, ids in tags.items() if object_id in wanted}
+    small = [location for locations in courses if len(locations) <= _CHUNK for location in locations]
+    tags = tags_of(small) if small else {}
+    for locations in (locations for locations in courses if len(locations) > _CHUNK):
+        prefix = _common_prefix(locations)
+        if not prefix:
+            tags.update(tags_of(locations))
+            continue
+        wanted, found = set(locations), {}
+        _read_tags(found, object_id__startswith=prefix)
+        tags.update({object_id: sorted(ids) for object_id, ids in found.items() if object_id in wanted})
+    return tags
 
 
 def _common_prefix(texts: Sequence[str]) -> str:

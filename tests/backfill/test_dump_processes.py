@@ -82,10 +82,8 @@ def test_a_killed_run_resumes_without_sending_acknowledged_batches_again(devstac
     assert (
         int(devstack_clickhouse_client.command(acknowledged_rows, parameters={"last": int(last_key)})) == acknowledged
     )
-    assert (
-        int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile"))
-        == USERS + sent_before - acknowledged
-    )
+    # nothing sent twice: a batch that went in unacknowledged at the kill is read again and found unchanged
+    assert int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile")) == USERS
     assert int(devstack_clickhouse_client.command("SELECT count() FROM event_sink.user_profile FINAL")) == USERS
     assert checkpoints(devstack, "user_profile")[0][:2] == ("done", USERS)
     devstack_clickhouse_client.command("SYSTEM START MERGES event_sink.user_profile")

@@ -5,6 +5,8 @@ import re
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from aspects_sink.progress import (
     LogProgress,
@@ -69,6 +71,18 @@ def test_no_progress_prints_only_the_summary(backfill_clickhouse, dump, learners
 
     assert output.splitlines()[0].startswith("object")
     assert "to go" not in output
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("arguments", "counted"), [((), True), (("--no-progress",), False)])
+def test_objects_are_counted_first_only_for_a_progress_display(backfill_clickhouse, dump, learners, arguments, counted):
+    learners(3)
+
+    with CaptureQueriesContext(connection) as queries:
+        dump("--object", "user_profile", *arguments)
+
+    assert any("COUNT(" in query["sql"].upper() for query in queries.captured_queries) is counted
+    assert backfill_clickhouse.count("user_profile") == 3
 
 
 def test_the_reporter_suits_the_stream():

@@ -13,6 +13,9 @@ UTC = datetime.UTC
 
 def test_strings_pass_through_and_none_becomes_empty():
     assert col.String("s").convert_all(["a", None, 3]) == ["a", "", "3"]
+    assert col.String("s").convert_all(["a", None, "b"]) == ["a", "", "b"]  # text and NULLs only: the quick way
+    assert col.IsoDateTimeString("d").convert_all([None, None]) == ["", ""]
+    assert col.String("s").convert_all([]) == []
 
 
 def test_numbers_bools_and_uuids_have_empty_values():

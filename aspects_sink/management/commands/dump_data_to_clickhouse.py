@@ -54,6 +54,9 @@ class Command(BaseCommand):
         "database after every batch: --resume continues an interrupted run. Without --force, courses "
         "unchanged since their last dump are skipped."
     )
+    # Django's system checks (every app's models, URLs, templates: a tenth of a second of start-up) are not this
+    # command's: before writing anything it checks what it needs, the options, the ids, ClickHouse and its tables.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--object", help="the sink to dump (default: all enabled sinks); 'all' for every one")
