@@ -99,7 +99,8 @@ def test_an_event_erb_cannot_make_a_statement_of_is_a_dead_letter_naming_it(
     assert "2 dead letters." in output.getvalue() and "problem_check event of" in output.getvalue()
 
 
-def test_a_failed_recording_leaves_the_request_transaction_intact(course, learners, caplog):
+def test_a_failed_recording_leaves_the_request_transaction_intact(transactional_db, course, learners, caplog):
+    """Renaming a table commits on MariaDB: the test's data is flushed afterwards instead of rolled back."""
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE aspects_sink_xapistatement RENAME TO aspects_sink_xapistatement_away")
     try:
