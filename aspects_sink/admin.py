@@ -96,11 +96,14 @@ class DeadLetterAdmin(OutboxEntryAdmin):
 
 @admin.register(DeadXapiStatement)
 class DeadXapiStatementAdmin(ReadOnlyAdmin):
-    """xAPI statements ClickHouse kept rejecting: replay them once the cause is fixed, or discard them."""
+    """
+    Tracking events ERB could not make a statement of, and statements ClickHouse kept rejecting: replay them
+    once the cause is fixed, or discard them.
+    """
 
-    list_display = ("id", "event_id", "emission_time", "attempts", "created", "last_error")
+    list_display = ("id", "event_name", "event_id", "emission_time", "attempts", "created", "last_error")
     list_filter = (ReasonFilter,)
-    search_fields = ("event_id", "last_error")
+    search_fields = ("event_name", "event_id", "last_error")
     actions = ("replay", "discard_dead")
 
     def get_queryset(self, request):
@@ -113,7 +116,7 @@ class DeadXapiStatementAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Discard the selected statements (logged in full)", permissions=("discard",))
     def discard_dead(self, request, queryset):
-        self.discard(request, queryset, lambda e: f"{e.event_id} {e.last_error}: {e.statement}")
+        self.discard(request, queryset, lambda e: f"{e.event_name or e.event_id} {e.last_error}: {e.statement}")
 
 
 @dataclass(frozen=True)

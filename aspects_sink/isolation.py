@@ -12,7 +12,9 @@ A failure is one of three things, and only one of them is the data's fault:
   fault either; the batch stops and is tried again later;
 * anything else — ClickHouse rejecting the rows, an object that cannot be serialized, the modulestore
   failing on one course, a ``RecursionError`` in a deep tree — is blamed on the objects: the group is split
-  in halves until the objects at fault are alone.
+  in halves until the objects at fault are alone. A sink that knows which objects it could not turn into
+  rows (the xAPI drain, events ERB fails to transform) names them (:class:`ObjectsAtFault`): those are
+  blamed at once and the others sent again, without splitting.
 
 Splitting is bounded: at most ``Limits.sends`` sends and until ``Limits.deadline``; objects not isolated
 by then are returned as undecided (the live drain tries them again in smaller batches). Writes that are
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -33,6 +35,14 @@ from django.db import DatabaseError
 from aspects_sink.transport import ClickHouseUnavailable
 
 Key = TypeVar("Key")
+
+
+class ObjectsAtFault(Exception):
+    """Raised by a send that knows which of its objects cannot be written, and why; the others can."""
+
+    def __init__(self, errors: Mapping):
+        super().__init__(f"{len(errors)} object(s) cannot be written: {next(iter(errors.values()), '')}")
+        self.errors = dict(errors)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,13 @@ def isolate(
                 for rest in waiting:
                     result.undecided.extend(rest)
                 break
+            blamed = [key for key in group if key in error.errors] if isinstance(error, ObjectsAtFault) else []
+            if blamed:
+                result.rejected.extend(([key], error.errors[key]) for key in blamed)
+                rest = [key for key in group if key not in error.errors]
+                if rest:
+                    waiting.appendleft(rest)
+                continue
             if len(group) == 1 or not splittable:
                 result.rejected.append((group, error))
                 continue

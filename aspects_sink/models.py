@@ -170,17 +170,23 @@ class DumpCheckpoint(models.Model):
 
 class XapiStatement(LeasedEntry):
     """
-    One xAPI statement waiting for ClickHouse's raw xAPI table (``xapi.xapi_events_all``).
+    One xAPI statement, or one tracking event to make statements of, waiting for ClickHouse's raw xAPI table
+    (``xapi.xapi_events_all``).
 
-    Recorded by the event-tracking backend in the transaction of the request (or task) that emitted the
-    event, with the statement itself: unlike platform objects, an event cannot be read again later.
-    ``event_id`` is the statement id event-routing-backends derives from actor, verb and time, so a
-    statement sent twice collapses in ClickHouse.
+    The xAPI route records the tracking event (``event_name`` set, ``statement`` the event as JSON) in the
+    transaction of the request (or task) that emitted it: unlike platform objects, an event cannot be read
+    again later. The drain makes the statements of it with event-routing-backends' transformers, in batches
+    (docs/decisions/0005-xapi-to-clickhouse.rst). Statements a history import could not insert wait as
+    statements (``event_name`` blank): ``event_id`` is the statement id ERB derives from actor, verb and time,
+    so a statement sent twice collapses in ClickHouse.
     """
 
-    event_id = models.CharField(max_length=36)
+    event_id = models.CharField(max_length=36, blank=True)
     emission_time = models.DateTimeField()
-    statement = models.TextField(help_text="the statement as JSON, exactly as ClickHouse receives it")
+    statement = models.TextField(help_text="the statement as JSON, as ClickHouse receives it; or the tracking event")
+    event_name = models.CharField(
+        max_length=255, blank=True, default="", help_text="a tracking event's name: the drain transforms it"
+    )
 
     class Meta:
         app_label = "aspects_sink"
@@ -188,7 +194,8 @@ class XapiStatement(LeasedEntry):
         verbose_name = "xAPI statement"
 
     def __str__(self) -> str:
-        return f"xAPI statement {self.event_id} ({self.state}, {self.attempts} attempts)"
+        what = f"{self.event_name} event" if self.event_name else f"xAPI statement {self.event_id}"
+        return f"{what} ({self.state}, {self.attempts} attempts)"
 
 
 class SinkHealth(models.Model):

@@ -60,10 +60,16 @@ result = {"course": str(course), "usernames": [learner.username for learner in l
 """
 
 LOAD = """
-import json, time
+import cProfile, json, time
 from devstack_tools import learner_activity
+profile = cProfile.Profile(time.process_time) if PROFILE else None
 started, cpu = time.time(), time.process_time()
+if profile:
+    profile.enable()
 emitted = learner_activity.emit_rounds(COURSE, USERNAMES, rounds=ROUNDS)
+if profile:
+    profile.disable()
+    profile.dump_stats(PROFILE)
 cpu = time.process_time() - cpu
 print("@@" + json.dumps({"emitted": emitted, "started": started, "finished": time.time(), "cpu": cpu}))
 """
@@ -134,14 +140,23 @@ class Bench:
             parameters={"c": self.course},
         )
 
-    def emit(self) -> Load:
-        """Start the emitting LMS processes together, each with its share of the learners."""
+    def emit(self, phase: str) -> Load:
+        """
+        Start the emitting LMS processes together, each with its share of the learners; with ``--profile``, each
+        writes its cProfile statistics to ``<profile>/<pipeline>-<phase>-<n>.prof``.
+        """
         emitters = self.options.emitters
         load = LOAD.replace("COURSE", repr(self.course)).replace("ROUNDS", str(self.rounds))
         command = [sys.executable, str(REPO_ROOT / "devstack" / "manage.py"), "lms", "shell", "-c"]
+        profiles = [self.profile_path(phase, index) for index in range(emitters)]
         processes = [
             subprocess.Popen(
-                [*command, load.replace("USERNAMES", repr(self.usernames[index::emitters]))],
+                [
+                    *command,
+                    load.replace("USERNAMES", repr(self.usernames[index::emitters])).replace(
+                        "PROFILE", repr(profiles[index])
+                    ),
+                ],
                 env=self.devstack.env(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -159,6 +174,13 @@ class Bench:
             finished=max(result["finished"] for result in results),
             cpu=sum(result["cpu"] for result in results),
         )
+
+    def profile_path(self, phase: str, index: int) -> str | None:
+        if not self.options.profile:
+            return None
+        self.options.profile.mkdir(parents=True, exist_ok=True)
+        pipeline = "stock" if self.other_process else "ours"
+        return str(self.options.profile.resolve() / f"{pipeline}-{phase}-{index}.prof")
 
     def wait_for_statements(self, count: int, cpu: CpuMeter) -> tuple[int, float]:
         """
@@ -182,14 +204,14 @@ class Bench:
     def live(self) -> Phase:
         worker = self.devstack.start_worker()
         cpu = CpuMeter(worker.pid, self.other_process)
-        load = self.emit()
+        load = self.emit("live")
         arrived, last_arrival = self.wait_for_statements(load.emitted, cpu)
         phase = Phase(load, load.started, arrived, last_arrival, *cpu.spent())
         self.devstack.stop_worker(worker)
         return phase
 
     def backlog(self, already: int) -> Phase:
-        load = self.emit()
+        load = self.emit("backlog")
         worker = self.devstack.start_worker()
         ready, cpu = time.time(), CpuMeter(worker.pid, self.other_process)
         arrived, last_arrival = self.wait_for_statements(already + load.emitted, cpu)
@@ -274,12 +296,20 @@ def main() -> None:
     parser.add_argument(
         "--redis",
         default="redis://127.0.0.1:6379",
-        help="Redis server for the Celery broker (database 9) and the cache (database 10), as on a Tutor site; "
-        "both databases are emptied first. 'none': the embedded filesystem broker and a file cache",
+        help="Redis server for the Celery broker and the cache (--broker-db, --cache-db), as on a Tutor site; "
+        "'none': the embedded filesystem broker and a file cache",
     )
     parser.add_argument("--no-stock", action="store_true", help="measure aspects-sink only")
     parser.add_argument(
         "--stall", type=float, default=30, help="seconds without a new statement, the pipeline idle, that end a phase"
+    )
+    parser.add_argument("--broker-db", type=int, default=9, help="Redis database of the Celery broker (emptied first)")
+    parser.add_argument(
+        "--cache-db", type=int, default=10, help="Redis database of the cache and ERB's batch (emptied first)"
+    )
+    parser.add_argument("--mysql-database", default=MYSQL_DATABASE, help="MariaDB database of the LMS (dropped first)")
+    parser.add_argument(
+        "--profile", type=Path, help="directory for cProfile statistics of each emitting process (slows them)"
     )
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".benchmarks" / "xapi")
     options = parser.parse_args()
@@ -291,19 +321,19 @@ def main() -> None:
             "matching) and Redis (its batching); add --no-stock to measure aspects-sink alone"
         )
     redis = None if options.redis == "none" else options.redis.rstrip("/")
-    options.cache_url = f"{redis}/10" if redis else None
-    for database in (9, 10) if redis else ():
+    options.cache_url = f"{redis}/{options.cache_db}" if redis else None
+    for database in {options.broker_db, options.cache_db} if redis else ():
         Redis.from_url(f"{redis}/{database}").flushdb()  # no task, cached router or batch of an earlier run
 
     shutil.rmtree(options.state_dir, ignore_errors=True)
     if options.db == "mysql":
-        drop_database(MYSQL_DATABASE)  # an earlier run's LRS route would send this run's events to it
+        drop_database(options.mysql_database)  # an earlier run's LRS route would send this run's events to it
     devstack = Devstack(
         options.state_dir,
         settings={**SETTINGS, **({"CACHES": redis_cache(options.cache_url)} if redis else {})},
-        broker_url=f"{redis}/9" if redis else None,
+        broker_url=f"{redis}/{options.broker_db}" if redis else None,
         database=options.db,
-        mysql_database=MYSQL_DATABASE if options.db == "mysql" else None,
+        mysql_database=options.mysql_database if options.db == "mysql" else None,
     )
     with devstack:
         results = [run_ours(devstack, options)]

@@ -1,8 +1,12 @@
 """
 xAPI statements into Aspects' raw table (``xapi.xapi_events_all``, Ralph's layout).
 
-Statements wait in a queue with a table of their own (:class:`~aspects_sink.models.XapiStatement`): unlike
-platform objects, an event cannot be read again at send time, so the entry carries the statement. The raw
+Events wait in a queue with a table of their own (:class:`~aspects_sink.models.XapiStatement`): unlike
+platform objects, an event cannot be read again at send time, so the entry carries it, as the request
+emitted it. The drain makes the statements of a batch of events with event-routing-backends' transformers
+(:func:`aspects_sink.erb.transform`) and inserts them at once; an event ERB cannot make a statement of is
+named in its entry's error, retried and then parked as a dead letter, while the others go through. Entries
+may also carry statements already made (a history batch ClickHouse refused), sent as they are. The raw
 table has no bookkeeping columns, since a statement never changes, and collapses on its key without a
 version, so a statement sent twice (a retry, a history import overlapping the live route) is one row.
 """
@@ -14,12 +18,13 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 
-from aspects_sink import edx_platform, toggles
+from aspects_sink import edx_platform, erb, toggles
 from aspects_sink.conf import aspects_settings
+from aspects_sink.isolation import ObjectsAtFault
 from aspects_sink.models import RetiredUser, XapiStatement
 from aspects_sink.sinks import columns as col
-from aspects_sink.sinks.base import QueueSpec, Sink, Stamp, TableSpec
-from aspects_sink.transport import ColumnBatch
+from aspects_sink.sinks.base import QueueSpec, SerializationError, Sink, Stamp, TableSpec
+from aspects_sink.transport import ClickHouseMisconfigured, ColumnBatch
 
 RAW_COLUMNS = (col.UUID("event_id"), col.DateTime64("emission_time"), col.String("event"))
 _CHUNK = 900  # stay under SQLite's bound on parameters per statement
@@ -108,14 +113,50 @@ class XapiStatementSink(Sink):
 
     def writes_for(self, object_ids: Sequence[int], stamp: Stamp) -> list[ColumnBatch]:
         """
-        The queued statements of these entries (statements carry their own identity: no stamp), less those of
-        users retired since they were recorded.
+        The statements of these entries (statements carry their own identity: no stamp): ERB's of the events,
+        those already made as they are, less those of users retired since. Entries whose event ERB cannot make
+        a statement of are named (:class:`~aspects_sink.isolation.ObjectsAtFault`); the others are sent again.
         """
         rows: list[tuple] = []
+        failed: dict = {}
+        steps = None
         for start in range(0, len(object_ids), _CHUNK):
             chunk = object_ids[start : start + _CHUNK]
-            rows += XapiStatement.objects.filter(pk__in=chunk).values_list("event_id", "emission_time", "statement")
+            entries = XapiStatement.objects.filter(pk__in=chunk).values_list(
+                "pk", "event_id", "emission_time", "statement", "event_name"
+            )
+            for pk, event_id, emitted, text, event_name in entries:
+                if not event_name:
+                    rows.append((event_id, emitted, text))
+                    continue
+                steps = steps or transforming_steps()
+                try:
+                    event = erb.event_from_text(text)
+                    made = erb.transform(steps, event)
+                except ValueError as error:  # TransformationError, or text that is not an event
+                    failed[str(pk)] = SerializationError(self.name, pk, str(error))
+                    continue
+                if not made:
+                    reason = f"{erb.describe(event)}: event-routing-backends made no statement of it"
+                    failed[str(pk)] = SerializationError(self.name, pk, reason)
+                rows += made
+        if failed:
+            raise ObjectsAtFault(failed)
         return [raw_batch(without_retired_actors(rows))]
+
+
+def transforming_steps() -> erb.XapiSteps:
+    """
+    ERB's xapi router's transformer, as this process configured it. Without one, events wait (the sink pauses
+    as for a misconfigured ClickHouse) rather than be blamed: the worker's configuration is at fault.
+    """
+    router = erb.xapi_router()
+    if router is None:
+        raise ClickHouseMisconfigured(
+            f"event-routing-backends' {erb.TRANSFORMER_BACKEND}.{erb.XAPI_CHILD} tracking backend is missing in "
+            "this worker: its xAPI events wait until it is configured"
+        )
+    return erb.XapiSteps.of(router)
 
 
 def raw_batch(rows: Sequence[tuple]) -> ColumnBatch:

@@ -1,25 +1,29 @@
 """
 The events routers ERB's ``xapi`` backend is rewired to (:mod:`aspects_sink.xapi.routing`).
 
-Each event is transformed by the router's own processors, as ERB configured them (its allow-list,
-then ``XApiProcessor`` with the transformer registry), and the resulting statements are recorded for
-ClickHouse in the transaction that emitted the event. ERB's own routing to LRSs (``RouterConfiguration``
+Each event goes through the router's filters, as ERB configured them (its allow-list, and whether its
+transformer registry has a transformer for the event), and an event they admit is recorded for ClickHouse,
+as text, in the transaction that emitted it; the drain makes its statements with the router's transformer
+(``XApiProcessor``), in batches (:mod:`aspects_sink.erb`). ERB's own routing to LRSs (``RouterConfiguration``
 rows, with its batching and retries) goes on only for the routes listed in ``ASPECTS_SINK_XAPI_LRS_ROUTE_URLS``:
 Aspects' Ralph route inserts into the same raw table, so by default no statement reaches ClickHouse twice.
 """
 
 from __future__ import annotations
 
-from django.db import transaction
+import logging
+
 from event_routing_backends.backends.async_events_router import AsyncEventsRouter
 from event_routing_backends.backends.sync_events_router import SyncEventsRouter
 from event_routing_backends.models import RouterConfiguration
 from eventtracking.backends.routing import RoutingBackend
-from eventtracking.processors.exceptions import EventEmissionExit
+from eventtracking.processors.exceptions import EventEmissionExit, NoBackendEnabled, NoTransformerImplemented
 
-from aspects_sink import toggles
+from aspects_sink import erb, toggles
 from aspects_sink.conf import aspects_settings
 from aspects_sink.xapi import store
+
+log = logging.getLogger(__name__)
 
 
 def statements_wanted(event_name: str) -> bool:
@@ -30,19 +34,20 @@ def statements_wanted(event_name: str) -> bool:
 
 class ClickHouseRouting:
     """
-    Mixed into ERB's routers. ``process_event`` (ERB's) runs the processors: an event outside the
-    allow-list, or without a transformer, yields no statement; a transformation that fails raises to
-    event-tracking, which logs it with the event's name. The INSERT has a savepoint of its own: its
-    failure cannot break the emitting request's transaction.
+    Mixed into ERB's routers. The request pays only for the filters and one INSERT: an event outside the
+    allow-list, or without a transformer, is not recorded; one that is gets its statements in the drain. A
+    failed INSERT is logged and counted, and leaves the emitting request's transaction as it was
+    (:meth:`aspects_sink.outbox.Queue.insert`).
     """
 
     backend_name: str
+    processors: list
 
     def send(self, event: dict) -> None:
         if toggles.xapi_enabled() and statements_wanted(event.get("name", "")):
-            statements = self.process_event(event)
-            with transaction.atomic():
-                store.record(statements)
+            events = erb.XapiSteps.of(self).admit(event)
+            if events:
+                store.record_events(events)
         if kept_lrs_routes(self.backend_name):
             super().send(event)
 
@@ -80,6 +85,8 @@ class InProcessRoutingBackend(RoutingBackend):
     The tracker has deep-copied the event already; a shallow copy is enough to keep the children's
     top-level changes (ERB's LRS batching rewrites the timestamp) from the platform's other tracking
     backends, and copying every event a second time in full would cost a tenth of the emitting time.
+    A child ERB makes nothing with (its ``caliper`` router, switched off by default) is not called: in
+    the request it would cost a cache round trip per event for ERB's routing configuration.
     """
 
     def send(self, event: dict) -> None:
@@ -88,3 +95,15 @@ class InProcessRoutingBackend(RoutingBackend):
         except EventEmissionExit:
             return
         self.send_to_backends(processed)
+
+    def send_to_backends(self, event: dict) -> None:
+        """event-tracking's loop, less the children :func:`aspects_sink.erb.switched_off` names."""
+        for name, backend in self.backends.items():
+            if erb.switched_off(backend):
+                continue
+            try:
+                backend.send(event)
+            except (NoTransformerImplemented, NoBackendEnabled) as error:
+                log.info("aspects_sink: %s tracking backend made nothing of %s: %r", name, event.get("name"), error)
+            except Exception:  # as event-tracking: a backend's failure never reaches the platform
+                log.exception("aspects_sink: %s tracking backend failed on the %s event", name, event.get("name"))

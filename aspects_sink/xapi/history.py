@@ -4,7 +4,8 @@ Tracking-log history into the raw xAPI table (``aspects_sink_xapi_history``).
 Logs come from files or object storage (:mod:`aspects_sink.xapi.sources`), streamed and gunzipped on the
 fly. Lines are read with event-routing-backends' own tracking-log parser and transformed by the processors
 of the ``xapi`` tracking backend, the live route's code (ERB's allow-list and transformers), so history and
-live statements are the same, ids included (see :func:`as_emitted`): a statement imported twice, or
+live statements are the same, ids included (:func:`aspects_sink.erb.transform`, which the live route's drain
+uses too): a statement imported twice, or
 imported after the live route sent it, collapses in ClickHouse.
 
 Statements go to ClickHouse in batches, one INSERT each. A batch ClickHouse rejects is handed to the
@@ -34,15 +35,14 @@ from dataclasses import dataclass, field
 
 from django.db import connections, transaction
 from event_routing_backends.management.commands.helpers.event_log_parser import parse_json_event
-from eventtracking import tracker
 
+from aspects_sink import erb
 from aspects_sink.models import HistoryCheckpoint
 from aspects_sink.progress import ProgressReporter
 from aspects_sink.sinks.xapi_statements import raw_batch, without_retired_actors
 from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport, TransportError
 from aspects_sink.xapi import store, transformation
 from aspects_sink.xapi.backend import statements_wanted
-from aspects_sink.xapi.routing import TRANSFORMER_BACKEND, XAPI_CHILD
 from aspects_sink.xapi.sources import CorruptLog, CountingReader, LogObject, LogSource, SourceError, log_lines
 
 log = logging.getLogger(__name__)
@@ -156,28 +156,13 @@ def _save(report: LogReport, lines: int, *, finished: bool) -> None:
 # -- transformation --------------------------------------------------------------------------------
 
 
-def as_emitted(timestamp):
-    """
-    The event's time as the live route hands it to ERB: a datetime, not the log's ISO text.
-
-    ERB derives a statement's id from the text of the time it is given, and the live route gives it a
-    datetime; transforming the log's text as such would give the same statement another id, and an
-    import overlapping the live route would add rows instead of collapsing into them.
-    """
-    if not isinstance(timestamp, str):
-        return timestamp
-    try:
-        return datetime.datetime.fromisoformat(timestamp)
-    except ValueError:
-        return timestamp
-
-
 def xapi_router():
     """The ``xapi`` backend of ERB's ``event_transformer``, whose processors turn events into statements."""
-    transformer = tracker.get_tracker().backends.get(TRANSFORMER_BACKEND)
-    router = getattr(transformer, "backends", {}).get(XAPI_CHILD)
+    router = erb.xapi_router()
     if router is None:
-        raise HistoryError(f"event-routing-backends' {TRANSFORMER_BACKEND}.{XAPI_CHILD} tracking backend is missing")
+        raise HistoryError(
+            f"event-routing-backends' {erb.TRANSFORMER_BACKEND}.{erb.XAPI_CHILD} tracking backend is missing"
+        )
     return router
 
 
@@ -197,7 +182,7 @@ class LogImporter:
         self.transport = transport
         self.batch_size = batch_size
         self.sleep_time = sleep_time
-        self.router = xapi_router()
+        self.steps = erb.XapiSteps.of(xapi_router())
 
     def import_log(self, log_object: LogObject, done: int, on_batch: Callable[[int, int], None]) -> LogReport:
         """
@@ -208,7 +193,7 @@ class LogImporter:
         """
         report = LogReport(log_object, lines_before=done)
         acknowledged = number = done
-        rows: list[store.StatementRow] = []
+        rows: list[erb.StatementRow] = []
         reported_bytes = reported_statements = 0
         try:
             with CountingReader(self.source.open(log_object)) as stream:
@@ -235,7 +220,7 @@ class LogImporter:
         on_batch(report.bytes_read - reported_bytes, report.statements - reported_statements)
         return report
 
-    def _statements(self, report: LogReport, number: int, raw_line: bytes) -> list[store.StatementRow]:
+    def _statements(self, report: LogReport, number: int, raw_line: bytes) -> list[erb.StatementRow]:
         line = raw_line.decode("utf-8", errors="replace")
         if not line.strip():
             report.skipped += 1
@@ -247,14 +232,16 @@ class LogImporter:
         if not admitted(event):
             report.skipped += 1
             return []
-        event["timestamp"] = as_emitted(event.get("timestamp"))
-        try:
-            rows = [store.statement_row(statement) for statement in self.router.process_event(event)]
-            for _event_id, _emitted, text in rows:
-                text.encode("utf-8")  # what the INSERT will do: a lone surrogate cannot be stored
-        except Exception as error:  # one bad event must not stop the history
-            self._failed(report, number, event.get("name"), f"{type(error).__name__}: {error}")
+        events = self.steps.admit(event)
+        if not events:  # outside ERB's allow-list, or no transformer for it: not an xAPI event
+            report.skipped += 1
             return []
+        rows: list[erb.StatementRow] = []
+        for each in events:
+            try:
+                rows += erb.transform(self.steps, each)
+            except erb.TransformationError as error:  # one bad event must not stop the history
+                self._failed(report, number, event.get("name"), error.reason)
         if not rows:
             report.skipped += 1
         return rows
@@ -267,7 +254,7 @@ class LogImporter:
         if len(report.problems) < MAX_PROBLEMS_PER_LOG:
             report.problems.append(problem)
 
-    def _write(self, report: LogReport, rows: list[store.StatementRow]) -> None:
+    def _write(self, report: LogReport, rows: list[erb.StatementRow]) -> None:
         """Insert a batch of statements, less those of retired learners (one query per batch finds them)."""
         kept = without_retired_actors(rows)
         report.retired += len(rows) - len(kept)

@@ -30,12 +30,11 @@ from eventtracking.django.django_tracker import override_default_tracker
 
 from aspects_sink import toggles
 from aspects_sink.conf import PluginSettings
+from aspects_sink.erb import TRANSFORMER_BACKEND, XAPI_CHILD
 from aspects_sink.xapi.backend import ClickHouseRouting
 
 log = logging.getLogger(__name__)
 
-TRANSFORMER_BACKEND = "event_transformer"
-XAPI_CHILD = "xapi"
 ERB_ROUTERS = {
     "event_routing_backends.backends.async_events_router.AsyncEventsRouter": (
         "aspects_sink.xapi.backend.AsyncClickHouseEventsRouter"

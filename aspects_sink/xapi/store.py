@@ -1,51 +1,46 @@
 """
-Recording xAPI statements for ClickHouse: a statement becomes a row of the statements' queue, in the
-caller's transaction, and a drain inserts it into Aspects' raw table after commit.
+Recording xAPI work for ClickHouse: an emitted tracking event (or a statement a history import could not
+insert) becomes a row of the statements' queue, in the caller's transaction, and a drain makes and inserts
+the statements into Aspects' raw table after commit.
 
 What is sent where is the sink's (:mod:`aspects_sink.sinks.xapi_statements`); everything else is the
-outbox's: leases, one INSERT per batch, backoff while ClickHouse is down, bisection and dead letters when
-it rejects data, drains woken after commit and the periodic sweep.
+outbox's: leases, one INSERT per batch, backoff while ClickHouse is down, isolation and dead letters when
+an event cannot be transformed or ClickHouse rejects data, drains woken after commit and the periodic sweep.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Iterable
 
-from aspects_sink import outbox
+from django.utils import timezone
+
+from aspects_sink import erb, outbox
 from aspects_sink.models import XapiStatement
 from aspects_sink.sinks.xapi_statements import XapiStatementSink
 
-StatementRow = tuple[str, datetime.datetime, str]
+_EVENT_FIELDS = ("event_name", "emission_time", "statement")
 
 
-def statement_row(statement: dict) -> StatementRow:
+def record_events(events: Iterable[dict]) -> int:
     """
-    ``(event_id, emission_time, event)`` of one statement as event-routing-backends builds it.
-
-    The JSON keeps non-ASCII text as it is, unless the statement holds a lone surrogate (a browser's event may
-    carry ``"\\ud800"``, which Python reads as one): no database stores that as UTF-8, so such a statement is
-    written with JSON escapes instead, which read back as the very same statement.
+    Queue emitted tracking events ERB admitted (:meth:`aspects_sink.erb.XapiSteps.admit`) in the caller's
+    transaction, as text, one INSERT for all; a drain transforms them after commit. Return the events queued.
     """
-    emitted = datetime.datetime.fromisoformat(statement["timestamp"])
-    if emitted.tzinfo is None:
-        emitted = emitted.replace(tzinfo=datetime.UTC)
-    text = json.dumps(statement, separators=(",", ":"), ensure_ascii=False)
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        text = json.dumps(statement, separators=(",", ":"))
-    return statement["id"], emitted, text
+    rows = [(event["name"], _emitted(event.get("timestamp")), erb.event_text(event)) for event in events]
+    return outbox.queue(XapiStatementSink.name).insert(_EVENT_FIELDS, rows)
 
 
-def record(statements: Iterable[dict]) -> int:
-    """Queue statements in the caller's transaction; a drain inserts them after commit."""
-    return queue_rows([statement_row(statement) for statement in statements])
+def _emitted(timestamp) -> datetime.datetime:
+    """When the event was emitted, for the queue's listings (statements carry their own time)."""
+    emitted = erb.as_emitted(timestamp)
+    if not isinstance(emitted, datetime.datetime):
+        return timezone.now()
+    return emitted if emitted.tzinfo else emitted.replace(tzinfo=datetime.UTC)
 
 
-def queue_rows(rows: Iterable[StatementRow]) -> int:
-    """Queue raw-table rows in the caller's transaction; a drain inserts them after commit."""
+def queue_rows(rows: Iterable[erb.StatementRow]) -> int:
+    """Queue raw-table rows (statements already made) in the caller's transaction; a drain inserts them after commit."""
     return outbox.queue(XapiStatementSink.name).add(
         [XapiStatement(event_id=event_id, emission_time=emitted, statement=event) for event_id, emitted, event in rows]
     )

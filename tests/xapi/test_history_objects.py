@@ -19,7 +19,8 @@ from django.core.management import CommandError, call_command
 from xmodule.modulestore.course_builder import create_course
 
 from aspects_sink.models import XapiStatement
-from aspects_sink.sinks.xapi_statements import raw_table
+from aspects_sink.sinks.base import Stamp
+from aspects_sink.sinks.xapi_statements import XapiStatementSink, raw_table
 from tests.support.object_storage import rotated_logs
 
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
@@ -27,7 +28,7 @@ DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
 
 @pytest.fixture
 def activity_lines(db) -> list[str]:
-    """Three learners' two rounds in a course, sent live (30 statements queued) and as tracking-log lines."""
+    """Three learners' two rounds in a course, sent live (30 events queued) and as tracking-log lines."""
     course = activity.CourseBlocks.of(create_course("BucketX", uuid.uuid4().hex[:8], "2026", "Bucket", blocks=60))
     learners = [create_user(f"bucket{i}", f"bucket{i}@example.com", name=f"Bucket {i}") for i in range(3)]
     with activity.recording() as events:
@@ -40,7 +41,10 @@ def activity_lines(db) -> list[str]:
 
 
 def live_ids() -> list[str]:
-    return sorted(str(event_id) for event_id in XapiStatement.objects.values_list("event_id", flat=True))
+    """The ids of the statements the live route's drain makes of the queued events."""
+    entries = [str(pk) for pk in XapiStatement.objects.values_list("pk", flat=True)]
+    (batch,) = XapiStatementSink().writes_for(entries, Stamp(version=1))
+    return sorted(str(event_id) for event_id in batch.columns[0])
 
 
 def history_ids(transport, *, final: bool = False) -> list[str]:

@@ -1,22 +1,26 @@
 """
-The statement queue in one LMS process: statements are recorded in the emitting transaction, inserted one
-INSERT per batch, and those ClickHouse rejects are parked in a bounded, listed, replayable dead-letter store.
+The statement queue in one LMS process: events are recorded in the emitting transaction, made into ERB's own
+statements by the drain and inserted one INSERT per batch; events ERB cannot make a statement of, and
+statements ClickHouse rejects, are parked in a bounded, listed, replayable dead-letter store.
 """
 
 from __future__ import annotations
 
+import copy
 import io
+import json
 import logging
 
 import pytest
 from common.djangoapps.student.helpers import create_user
 from devstack_tools import learner_activity as activity
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
+from event_routing_backends.processors.xapi.transformer_processor import XApiProcessor
 from xmodule.modulestore.course_builder import create_course
 
 from aspects_sink import delivery
-from aspects_sink.models import XapiStatement
+from aspects_sink.models import SinkHealth, XapiStatement
 from aspects_sink.sinks.xapi_statements import XapiStatementSink, raw_table
 from tests.support.xapi import raw_rows
 
@@ -50,6 +54,68 @@ def test_a_statement_is_recorded_with_the_request_that_emitted_it(course, learne
 
     do_a_round(course, learners[:1])
     assert XapiStatement.objects.count() == 5
+
+
+def test_the_request_records_the_event_and_the_drain_makes_erbs_own_statements_of_it(
+    devstack_clickhouse, course, learners
+):
+    with activity.recording() as events:
+        do_a_round(course, learners)
+    recorded = list(XapiStatement.objects.order_by("id"))
+    assert [entry.event_name for entry in recorded] == [event["name"] for event in events]
+    assert not any(entry.event_id for entry in recorded)  # no statement made in the request
+    erbs = {statement["id"]: statement for statement in XApiProcessor()(copy.deepcopy(events))}
+
+    assert drain(devstack_clickhouse).delivered == 15
+
+    rows = devstack_clickhouse.rows(f"SELECT toString(event_id), event FROM {raw_table().insert_target}")
+    assert {event_id: json.loads(text) for event_id, text in rows} == erbs  # ERB's statements, ids and all
+    assert not XapiStatement.objects.exists()
+
+
+def test_an_event_erb_cannot_make_a_statement_of_is_a_dead_letter_naming_it(
+    devstack_clickhouse, course, learners, settings
+):
+    settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
+    broken = [
+        activity.Event(activity.PROBLEM_CHECK, {"attempts": 1}, "/problem"),  # ERB's transformer fails
+        activity.Event(activity.NEXT_SEQUENCE_TAB, {"current_tab": 1}, "/page", from_browser=True),  # no object id
+    ]
+    activity.emit(learners[0], course, broken)
+    do_a_round(course, learners)
+
+    report = drain(devstack_clickhouse)
+
+    assert (report.delivered, report.parked) == (15, 2)  # the others went through
+    assert raw_rows(devstack_clickhouse) == 15
+    dead = {entry.event_name: entry.last_error for entry in XapiStatement.objects.filter(state=XapiStatement.DEAD)}
+    assert set(dead) == {activity.PROBLEM_CHECK, activity.NEXT_SEQUENCE_TAB}
+    assert "problem_check event of" in dead[activity.PROBLEM_CHECK]
+    assert "Could not get value for data.module_id" in dead[activity.PROBLEM_CHECK]
+    assert "made no statement of it" in dead[activity.NEXT_SEQUENCE_TAB]
+
+    output = io.StringIO()
+    call_command("aspects_sink_dead_letters", "--sink", SINK_NAME, stdout=output)
+    assert "2 dead letters." in output.getvalue() and "problem_check event of" in output.getvalue()
+
+
+def test_a_failed_recording_leaves_the_request_transaction_intact(transactional_db, course, learners, caplog):
+    """Renaming a table commits on MariaDB: the test's data is flushed afterwards instead of rolled back."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE aspects_sink_xapistatement RENAME TO aspects_sink_xapistatement_away")
+    try:
+        with caplog.at_level(logging.ERROR, logger="aspects_sink"), transaction.atomic():
+            activity.emit(learners[0], course, activity.round_of_events(learners[0], course))  # INSERTs fail
+            learners[0].first_name = "Saved"
+            learners[0].save()  # the request goes on
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE aspects_sink_xapistatement_away RENAME TO aspects_sink_xapistatement")
+    learners[0].refresh_from_db()
+    assert learners[0].first_name == "Saved"
+    failed = [record.getMessage() for record in caplog.records if "could not record" in record.getMessage()]
+    assert len(failed) == 5 and activity.PLAY_VIDEO in " ".join(failed)
+    assert SinkHealth.objects.get(sink=SINK_NAME).failed_outbox_writes == 5
 
 
 def test_statements_go_to_clickhouse_in_one_insert_per_batch(devstack_clickhouse, course, learners, settings):
