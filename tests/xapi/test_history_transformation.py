@@ -20,10 +20,14 @@ from event_routing_backends.processors.xapi.transformer import XApiTransformer
 from openedx_filters.filters import PipelineStep
 from xmodule.modulestore.course_builder import create_course
 
+from aspects_sink import erb
+from aspects_sink.erb import as_emitted
 from aspects_sink.models import XapiStatement
+from aspects_sink.sinks.base import Stamp
+from aspects_sink.sinks.registry import get_sink
 from aspects_sink.sinks.xapi_statements import raw_table
-from aspects_sink.xapi import store, transformation
-from aspects_sink.xapi.history import as_emitted, xapi_router
+from aspects_sink.xapi import transformation
+from aspects_sink.xapi.history import xapi_router
 
 LEARNERS = 5
 ACTOR_FILTER = "event_routing_backends.processors.xapi.transformer.xapi_transformer.get_actor"
@@ -49,14 +53,14 @@ def tracking_lines(db) -> list[str]:
     return [activity.tracking_log_line(event) for event in events]
 
 
-def statement_rows(lines: list[str]) -> list[store.StatementRow]:
+def statement_rows(lines: list[str]) -> list[erb.StatementRow]:
     """Each line through ERB's xapi processors, as the history reads and hands it to them."""
     router = xapi_router()
     rows = []
     for line in lines:
         event = parse_json_event(line)
         event["timestamp"] = as_emitted(event["timestamp"])
-        rows += [store.statement_row(statement) for statement in router.process_event(event)]
+        rows += [erb.statement_row(statement) for statement in router.process_event(event)]
     return rows
 
 
@@ -90,7 +94,11 @@ def test_a_filter_pipeline_on_the_actor_runs_on_every_call_as_in_erb(tracking_li
 
 
 def test_a_historys_statements_are_the_live_routes_text_included(devstack_clickhouse, tracking_lines, tmp_path):
-    live = {str(row.event_id): row.statement for row in XapiStatement.objects.all()}
+    # The live route's statements: those its drain makes of the events the requests recorded.
+    recorded = [str(pk) for pk in XapiStatement.objects.values_list("pk", flat=True)]
+    (batch,) = get_sink("xapi_statements").writes_for(recorded, Stamp(1))
+    columns = dict(zip(batch.column_names, batch.columns))
+    live = {str(event_id): text for event_id, text in zip(columns["event_id"], columns["event"])}
     assert len(live) == 10 * LEARNERS
     path = tmp_path / "tracking.log"
     path.write_text("".join(line + "\n" for line in tracking_lines))
