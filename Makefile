@@ -28,10 +28,10 @@ demo: $(VENV_STAMP) ## run the main job on embedded defaults: local ClickHouse, 
 system-packages: ## install the Debian packages the tests use (promtool, chromium, chromium-driver) if missing
 	./scripts/install-system-packages
 
-test: $(VENV_STAMP) system-packages ## run the whole tox matrix (py311-django42, py312-django52, site, faults, quality)
+test: $(VENV_STAMP) system-packages ## run the whole tox matrix (py311-django42, py312-django52, site, faults-sqlite, faults-mariadb, quality)
 	# All environments run side by side (quality, the switch-over and the fault matrix too): their tests mostly wait on processes, and each devstack has its
 	# own state directory, MariaDB database and Celery queue.
-	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 5 --parallel-live
+	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 6 --parallel-live
 
 quality: $(VENV_STAMP) ## lint, format check, and the import layers (.importlinter)
 	$(VENV)/bin/ruff check .

@@ -507,7 +507,8 @@ def fault_learners(
         profile = hostile_profile(number, nulls=number % 4 == 1, big=number % 4 == 2) if hostile else {"city": city}
         name = profile.pop("name", None) or f"{prefix} {number}"
         if bulk:
-            user = User.objects.create(username=username, email=email)
+            User.objects.bulk_create([User(username=username, email=email)])  # no post_save, as history has none
+            user = User.objects.get(username=username)
             UserProfile.objects.bulk_create([UserProfile(user=user, name=name, **profile)])
             ExternalId.objects.bulk_create(
                 [ExternalId(user=user, external_id_type=ExternalIdType.objects.get(name="xapi"))]
