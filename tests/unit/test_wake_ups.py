@@ -106,26 +106,22 @@ def clock(monkeypatch):
     return now
 
 
-def test_the_first_publish_after_a_quiet_interval_is_dumped_at_once(wake_ups, clock, settings):
+@pytest.mark.parametrize(
+    ("last_dump_ago", "countdown"),
+    [
+        (60, 0.0),  # the first publish after a quiet interval is dumped at once
+        (3, 7.0),  # a storm: the first publish was dumped 3 s ago; the next is dumped once the interval has passed
+    ],
+)
+def test_a_publish_is_dumped_at_once_or_at_the_end_of_the_interval(wake_ups, clock, settings, last_dump_ago, countdown):
     settings.ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS = 10
     submitted, cache = wake_ups
     cache.delete(scheduling._scheduled_key(COURSES))
-    cache.set(scheduling._last_drain_key(COURSES), clock[0] - 60, timeout=3600)
-
-    scheduling.schedule_drain(COURSES)
-    assert submitted[0][:2] == (COURSES, 0.0)
-
-
-def test_a_publish_within_the_interval_is_dumped_at_its_end(wake_ups, clock, settings):
-    """A storm: the first publish was dumped 3 s ago; the next is dumped once the interval has passed."""
-    settings.ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS = 10
-    submitted, cache = wake_ups
-    cache.delete(scheduling._scheduled_key(COURSES))
-    cache.set(scheduling._last_drain_key(COURSES), clock[0] - 3, timeout=3600)
+    cache.set(scheduling._last_drain_key(COURSES), clock[0] - last_dump_ago, timeout=3600)
 
     scheduling.schedule_drain(COURSES)
     assert submitted[0][0] == COURSES
-    assert submitted[0][1] == pytest.approx(7.0)
+    assert submitted[0][1] == pytest.approx(countdown)
 
 
 def test_a_change_after_a_quiet_interval_waits_one_flush_interval(wake_ups, clock):
