@@ -297,6 +297,7 @@ def test_a_table_aspects_created_without_version_still_takes_rows(embedded_click
         optional_columns=frozenset({"version"}),
     )
     assert embedded_clickhouse.insert(batch) == 2
+    assert embedded_clickhouse.rows("SELECT id, name FROM event_sink.legacy ORDER BY id") == [(1, "a"), (2, "b")]
     assert "has no column version" in caplog.text
 
 

@@ -55,20 +55,6 @@ def test_a_batch_rejects_ragged_columns():
         ColumnBatch("t", ("a", "b"), ("Int32", "Int32"), ([1, 2], [1]))
 
 
-def test_insert_writes_only_the_columns_an_existing_table_has(embedded_clickhouse):
-    """An Aspects-created table without our ``version`` column still takes our rows, by column name."""
-    embedded_clickhouse.command("CREATE TABLE event_sink.legacy (name String, id Int32) ENGINE = MergeTree ORDER BY id")
-    batch = ColumnBatch(
-        "legacy",
-        ("id", "name", "version"),
-        ("Int32", "String", "UInt64"),
-        ([1, 2], ["a", "b"], [7, 7]),
-        optional_columns=frozenset({"version"}),
-    )
-    assert embedded_clickhouse.insert(batch) == 2
-    assert embedded_clickhouse.rows("SELECT id, name FROM event_sink.legacy ORDER BY id") == [(1, "a"), (2, "b")]
-
-
 def test_statements_take_values_as_parameters(embedded_clickhouse):
     hostile = "x'); DROP TABLE event_sink.user_profile; --"
     assert embedded_clickhouse.rows("SELECT {v:String}", {"v": hostile}) == [(hostile,)]
