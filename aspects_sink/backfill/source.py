@@ -126,7 +126,10 @@ class ChangeTracking:
         keys = list(zip(*(written[position] for position in self.key_positions)))
         if held is None:
             held = self._held_in(data[self.filter_column.name])
-        return [held.get(key) != digest for key, digest in zip(keys, map(self._digest, zip(*written)))]
+        # A row without a digest (a NUL in its texts) is always sent: ``held.get`` is None for a key ClickHouse lacks.
+        return [
+            digest is None or held.get(key) != digest for key, digest in zip(keys, map(self._digest, zip(*written)))
+        ]
 
     def _digest(self, row: tuple[str, ...]) -> str | None:
         """

@@ -151,6 +151,21 @@ def test_on_aspects_sinks_own_tables_an_unchanged_object_is_not_sent_again(
     assert backfill_clickhouse.column("user_profile", "city").count("Leeds") == 1
 
 
+def test_an_object_clickhouse_lacks_is_sent_even_when_its_text_holds_a_nul(
+    backfill_clickhouse, dump, summary, learners
+):
+    """A row whose values hold a NUL has no comparable digest: it is sent, whether ClickHouse holds it or not."""
+    learners(2)
+    dump("--object", "user_profile", "--no-progress")
+    (newcomer,) = learners(1, prefix="newcomer")
+    UserProfile.objects.filter(user=newcomer).update(bio="nul\x00 inside")
+
+    output = dump("--object", "user_profile", "--no-progress")
+
+    assert summary(output)["user_profile"] == (1, 2, 0)  # rows, skipped, failed
+    assert backfill_clickhouse.column("user_profile", "bio").count("nul\x00 inside") == 1
+
+
 def test_what_clickhouse_holds_is_read_once_per_page_not_per_object(aspects_tables, dump, learners, selects):
     learners(9)
     dump("--object", "user_profile", "--batch_size", "4", "--no-progress")
