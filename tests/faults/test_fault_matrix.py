@@ -109,7 +109,8 @@ def start_slow_dump(stack):
     A backfill of the profiles in batches of two, a second apart, once its first batch is acknowledged: however
     slow the machine, it is mid-run for long after.
     """
-    dump = stack.start_dump("--object", "user_profile", "--batch_size", "2", "--sleep_time", "1")
+    # --force: every page sends its rows (without it, pages of profiles ClickHouse holds go by in a blink).
+    dump = stack.start_dump("--object", "user_profile", "--force", "--batch_size", "2", "--sleep_time", "1")
     wait_until(lambda: stack.db.running_dump_rows("user_profile") >= 2, "a batch of the run acknowledged")
     return dump
 
