@@ -16,6 +16,7 @@ from common.djangoapps.student.models import CourseEnrollment
 from django.core.management import call_command
 from xmodule.modulestore.course_builder import create_course
 
+from aspects_sink.transport import ClickHouseTransport
 from tests.support.endpoints import point_plugin_at
 
 USER = "backfill"
@@ -131,3 +132,17 @@ def enrollments(learners, course):
         return [CourseEnrollment.enroll(user, course_key, mode=mode) for user in learners(count, prefix="enrolled")]
 
     return make
+
+
+@pytest.fixture
+def clickhouse_selects(monkeypatch):
+    """Every SELECT the plugin sends through its transport, as it sends it."""
+    sent = []
+    original = ClickHouseTransport.rows
+
+    def rows(self, sql, parameters=None, settings=None):
+        sent.append(sql)
+        return original(self, sql, parameters, settings)
+
+    monkeypatch.setattr(ClickHouseTransport, "rows", rows)
+    return sent

@@ -14,8 +14,6 @@ from openedx.core.djangoapps.external_user_ids.models import ExternalId
 from openedx_tagging.core.tagging import api as tagging
 from xmodule.modulestore.course_builder import create_course
 
-from aspects_sink.transport import ClickHouseTransport
-
 pytestmark = pytest.mark.django_db
 
 ASPECTS_DATABASE = "event_sink_aspects"
@@ -53,20 +51,6 @@ def site(learners, course):
     tagging.add_tag_to_taxonomy(subjects, "Science")
     tagging.tag_object(str(course_key), subjects, ["Science"])
     return {"users": users, "course": course_key}
-
-
-@pytest.fixture
-def selects(monkeypatch):
-    """Every SELECT the plugin sends through its transport, as it sends it."""
-    sent = []
-    original = ClickHouseTransport.rows
-
-    def rows(self, sql, parameters=None, settings=None):
-        sent.append(sql)
-        return original(self, sql, parameters, settings)
-
-    monkeypatch.setattr(ClickHouseTransport, "rows", rows)
-    return sent
 
 
 def latest(client, sql: str) -> list[tuple]:
@@ -166,13 +150,13 @@ def test_an_object_clickhouse_lacks_is_sent_even_when_its_text_holds_a_nul(
     assert backfill_clickhouse.column("user_profile", "bio").count("nul\x00 inside") == 1
 
 
-def test_what_clickhouse_holds_is_read_once_per_page_not_per_object(aspects_tables, dump, learners, selects):
+def test_what_clickhouse_holds_is_read_once_per_page_not_per_object(aspects_tables, dump, learners, clickhouse_selects):
     learners(9)
     dump("--object", "user_profile", "--batch_size", "4", "--no-progress")
-    selects.clear()
+    clickhouse_selects.clear()
 
     dump("--object", "user_profile", "--batch_size", "4", "--no-progress")
 
-    reads = [sql for sql in selects if "user_profile" in sql and "GROUP BY" in sql]
+    reads = [sql for sql in clickhouse_selects if "user_profile" in sql and "GROUP BY" in sql]
     assert len(reads) == 3  # pages of 4, 4 and 1 profiles
     assert aspects_tables("user_profile") == 9

@@ -4,23 +4,7 @@ import pytest
 from openedx.core.djangoapps.content.course_overviews.models import CourseOverview
 from xmodule.modulestore.course_builder import create_course
 
-from aspects_sink.transport import ClickHouseTransport
-
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clickhouse_queries(monkeypatch):
-    """Every SELECT the plugin sends through its transport, as it sends it."""
-    sent = []
-    original = ClickHouseTransport.rows
-
-    def rows(self, sql, parameters=None, settings=None):
-        sent.append(sql)
-        return original(self, sql, parameters, settings)
-
-    monkeypatch.setattr(ClickHouseTransport, "rows", rows)
-    return sent
 
 
 def test_courses_are_dumped_with_their_blocks(backfill_clickhouse, dump, course):
@@ -50,7 +34,7 @@ def test_a_second_run_skips_unchanged_courses_and_sends_changed_ones(backfill_cl
 
 
 def test_what_changed_is_decided_with_one_clickhouse_query_per_page_of_courses(
-    backfill_clickhouse, dump, course, clickhouse_queries
+    backfill_clickhouse, dump, course, clickhouse_selects
 ):
     for number in range(1, 8):
         course(number)
@@ -58,7 +42,7 @@ def test_what_changed_is_decided_with_one_clickhouse_query_per_page_of_courses(
     dump("--object", "course_overviews", "--batch_size", "2")
     dump("--object", "course_overviews", "--batch_size", "2")
 
-    reads_of_last_dumps = [sql for sql in clickhouse_queries if "course_overviews" in sql and "GROUP BY" in sql]
+    reads_of_last_dumps = [sql for sql in clickhouse_selects if "course_overviews" in sql and "GROUP BY" in sql]
     assert len(reads_of_last_dumps) == 2 * 4  # per run one per page of two courses, not one per course
 
 
