@@ -120,6 +120,9 @@ def databases(state: Path, *, test_database_suffix: str = "") -> dict[str, Any]:
                 "ENGINE": "devstack_tools.sqlite_backend",
                 "NAME": str(state / "db.sqlite3"),
                 "OPTIONS": {"timeout": 30},
+                # Django's in-memory test database, named so that pytest-xdist leaves it alone: it takes this
+                # backend for another server and would give each worker a file named after the path above.
+                "TEST": {"NAME": ":memory:"},
             }
         }
 
