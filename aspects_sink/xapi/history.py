@@ -37,11 +37,12 @@ from django.db import connections, transaction
 from event_routing_backends.management.commands.helpers.event_log_parser import parse_json_event
 
 from aspects_sink import erb
+from aspects_sink.erb import transformation
 from aspects_sink.models import HistoryCheckpoint
 from aspects_sink.progress import ProgressReporter
 from aspects_sink.sinks.xapi_statements import raw_batch, without_retired_actors
 from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport, TransportError
-from aspects_sink.xapi import store, transformation
+from aspects_sink.xapi import store
 from aspects_sink.xapi.backend import statements_wanted
 from aspects_sink.xapi.sources import CorruptLog, CountingReader, LogObject, LogSource, SourceError, log_lines
 

@@ -1,5 +1,5 @@
 """
-The history import's faster transformation (``aspects_sink.xapi.transformation.sped_up``) gives
+The history import's faster transformation (``aspects_sink.erb.transformation.sped_up``) gives
 event-routing-backends' statements to the byte: the same ids and the same JSON as ERB's transformers running as
 they are, with or without an openedx-filters pipeline on the parts it runs once; and a history's statements in
 ClickHouse are the live route's, text included, not only their ids.
@@ -8,7 +8,10 @@ ClickHouse are the live route's, text included, not only their ids.
 from __future__ import annotations
 
 import gc
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from common.djangoapps.student.helpers import create_user
@@ -16,17 +19,17 @@ from devstack_tools import learner_activity as activity
 from django.core.management import call_command
 from event_routing_backends.management.commands.helpers.event_log_parser import parse_json_event
 from event_routing_backends.processors.openedx_filters.filters import ProcessorBaseFilter
+from event_routing_backends.processors.xapi import transformer as xapi_transformer
 from event_routing_backends.processors.xapi.transformer import XApiTransformer
 from openedx_filters.filters import PipelineStep
 from xmodule.modulestore.course_builder import create_course
 
 from aspects_sink import erb
-from aspects_sink.erb import as_emitted
+from aspects_sink.erb import as_emitted, transformation
 from aspects_sink.models import XapiStatement
 from aspects_sink.sinks.base import Stamp
 from aspects_sink.sinks.registry import get_sink
 from aspects_sink.sinks.xapi_statements import raw_table
-from aspects_sink.xapi import transformation
 from aspects_sink.xapi.history import xapi_router
 
 LEARNERS = 5
@@ -78,6 +81,46 @@ def test_the_faster_transformation_gives_erbs_statements_to_the_byte_and_leaves_
     assert faster == erbs and again == erbs
     assert (ProcessorBaseFilter.__dict__["generate_dynamic_filter"], XApiTransformer.__dict__["get_actor"]) == originals
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+def erbs_attributes() -> tuple:
+    return (
+        ProcessorBaseFilter.__dict__["generate_dynamic_filter"],
+        XApiTransformer.__dict__["get_actor"],
+        XApiTransformer.__dict__["get_verb"],
+        xapi_transformer.get_anonymous_user_id,
+        xapi_transformer.get_course_from_id,
+    )
+
+
+def test_a_drain_batch_makes_erbs_statements_to_the_byte_and_leaves_erb_as_it_was(tracking_lines):
+    erbs = {str(event_id): text for event_id, _, text in statement_rows(tracking_lines)}
+    originals, thresholds = erbs_attributes(), gc.get_threshold()
+    recorded = [str(pk) for pk in XapiStatement.objects.values_list("pk", flat=True)]
+
+    (batch,) = get_sink("xapi_statements").writes_for(recorded, Stamp(1))
+
+    columns = dict(zip(batch.column_names, batch.columns))
+    assert {str(event_id): text for event_id, text in zip(columns["event_id"], columns["event"])} == erbs
+    assert erbs_attributes() == originals
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+def test_threads_of_one_worker_speeding_erb_up_at_once_leave_it_as_it_was():
+    originals = erbs_attributes()
+    start = threading.Barrier(4)
+
+    def batches():
+        start.wait()
+        for _ in range(25):
+            with transformation.sped_up():
+                assert XApiTransformer.__dict__["get_actor"] is not originals[1]
+                time.sleep(0.001)  # a batch's work: the other threads run meanwhile
+
+    with ThreadPoolExecutor(4) as pool:
+        for done in [pool.submit(batches) for _ in range(4)]:
+            done.result()
+    assert erbs_attributes() == originals
 
 
 def test_a_filter_pipeline_on_the_actor_runs_on_every_call_as_in_erb(tracking_lines, settings):

@@ -1,14 +1,16 @@
 """
-Event-routing-backends' xAPI transformation, faster for a history import and otherwise the same.
+Event-routing-backends' xAPI transformation, faster for a history import or a drain's batch, otherwise the same.
 
-A history import runs the live route's transformers (ERB's classes on tincan's statement objects), so its
-statements and their ids are the live route's. Part of their time goes to work they repeat, which
-:func:`sped_up` avoids for the length of an import, with the same results
+The drain and a history import run ERB's transformers (its classes on tincan's statement objects), so their
+statements and ids are ERB's. Part of the transformers' time goes to work they repeat, which :func:`sped_up`
+avoids for the length of an import or of one batch of the drain, with the same results
 (``tests/xapi/test_history_transformation.py`` compares every statement, text and id, with and without it):
 
 * ERB's lookups (a learner's anonymous id: three LMS queries; a course) are memoized by ERB for its last 128
   arguments; a history interleaves more learners than that, so nearly every event paid the queries again.
-  They are remembered for the whole import: what ERB's own function answered first.
+  They are remembered for the whole import (or batch): what ERB's own function answered first. A batch of the
+  live drain forgets them when it ends, so a change (a course renamed) is seen by the next batch, as soon as
+  ERB's own memo would let it be seen.
 * ERB's openedx-filters hook on ``get_actor`` and ``get_verb`` builds a new filter class (``type(...)``) on
   every call, and the garbage collector then has classes to collect. The class only carries its filter type:
   one per type is built and used again; the filter pipeline still runs on each call.
@@ -22,13 +24,15 @@ What remains is ERB's transformers building tincan objects, which check and conv
 set, and serialising them (tincan's ``as_version``, then JSON, parsed again by ERB's processor): faster
 equivalents of tincan's own code were tried and gained nothing measurable, so tincan runs as it is.
 
-Nothing of this is active outside :func:`sped_up`: the live route runs ERB and tincan as they are.
+Nothing of this is active outside :func:`sped_up`; in a Celery worker it lasts one batch of the drain's (a
+prefork worker's process runs one task at a time).
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -42,10 +46,15 @@ _LOOKUPS_KEPT = 1_000_000
 _YOUNG_THRESHOLD = 50_000
 
 
+# ``sped_up`` replaces attributes of ERB's modules and classes and puts them back: two threads doing so at once
+# (a worker's threads pool) could put back each other's replacements, so one thread at a time holds them.
+_REPLACING = threading.Lock()
+
+
 @contextmanager
 def sped_up() -> Iterator[None]:
     """For its duration, ERB's transformation in this process (and processes forked from it) as described above."""
-    with ExitStack() as stack:
+    with _REPLACING, ExitStack() as stack:
         stack.enter_context(lookups_memoized())
         stack.enter_context(_replaced(ProcessorBaseFilter, "generate_dynamic_filter", _one_filter_class_per_type))
         for name, filter_type in _FILTERED_PARTS.items():
