@@ -14,10 +14,11 @@ PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --allow-unsafe --strip-extras --re
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+# pip installs uv (pinned in requirements/dev.txt), and uv the rest: a minute or two less than pip alone.
 $(VENV_STAMP): requirements/dev.txt setup.py
 	$(PYTHON312) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements/dev.txt -e .
+	$(VENV)/bin/pip install --quiet "$$(grep '^uv==' requirements/dev.txt)"
+	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python -r requirements/dev.txt -e .
 	touch $(VENV_STAMP)
 
 dev-env: $(VENV_STAMP) ## create .venv (Python 3.12) with everything a developer needs
