@@ -106,11 +106,12 @@ def wait_for_request_in_flight(stack) -> None:
 
 def start_slow_dump(stack):
     """
-    A backfill of the profiles in batches of two, a second apart, once its first batch is acknowledged: however
-    slow the machine, it is mid-run for long after.
+    A backfill of the profiles in batches of two, three seconds apart, once its first batch is acknowledged: a
+    scenario's dozen profiles keep it running for a quarter of a minute, so it is mid-run when the scenario's next
+    step comes, however loaded the machine. Start what takes long (a worker) before it.
     """
     # --force: every page sends its rows (without it, pages of profiles ClickHouse holds go by in a blink).
-    dump = stack.start_dump("--object", "user_profile", "--force", "--batch_size", "2", "--sleep_time", "1")
+    dump = stack.start_dump("--object", "user_profile", "--force", "--batch_size", "2", "--sleep_time", "3")
     wait_until(lambda: stack.db.running_dump_rows("user_profile") >= 2, "a batch of the run acknowledged")
     return dump
 
@@ -151,9 +152,9 @@ def test_clickhouse_slower_than_the_read_timeout(stack):
     """
     live, backfill, xapi = (Cell(stack, "clickhouse_slow", path) for path in ("live", "backfill", "xapi"))
     backfill.make_changes()
-    dump = start_slow_dump(stack)
     helpers = stack.devstack.start_worker(concurrency=4)  # no sink's batch waits behind another's timeout
     try:
+        dump = start_slow_dump(stack)  # after the worker's start-up, which takes seconds on a loaded machine
         with stack.frozen_clickhouse():
             live.make_changes()
             xapi.make_changes()
@@ -403,7 +404,7 @@ def test_rolled_back_transactions_send_nothing(stack, path):
 def test_backfill_killed_and_resumed(stack):
     cell = Cell(stack, "backfill_killed", "backfill")
     cell.make_changes(count=12)
-    # A second between batches of two: the run is killed long before it could finish, however slow the machine.
+    # Seconds between batches of two: the run is killed long before it could finish, however slow the machine.
     dump = start_slow_dump(stack)
     dump.kill()  # a killed pod: no clean-up of any kind
     dump.wait()
