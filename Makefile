@@ -32,7 +32,8 @@ system-packages: ## install the Debian packages the tests use (promtool, chromiu
 test: $(VENV_STAMP) system-packages ## run the whole tox matrix (py311-django42, py312-django52, site, faults-sqlite, faults-mariadb, quality)
 	# All environments run side by side (quality, the switch-over and the fault matrix too): their tests mostly wait on processes, and each devstack has its
 	# own state directory, MariaDB database and Celery queue.
-	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH" $(VENV)/bin/tox run-parallel --parallel 6 --parallel-live
+	# .venv/bin last on the PATH: its uv builds the switch-over's virtualenv of platform-plugin-aspects.
+	PATH="$(dir $(PYTHON312)):$(dir $(PYTHON311)):$$PATH:$(CURDIR)/$(VENV)/bin" $(VENV)/bin/tox run-parallel --parallel 6 --parallel-live
 
 quality: $(VENV_STAMP) ## lint, format check, and the import layers (.importlinter)
 	$(VENV)/bin/ruff check .

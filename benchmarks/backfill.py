@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -257,9 +258,17 @@ def virtualenv(name: str, requirements: list[str], *, devstack: bool = True, dep
     if not stamp.exists() or stamp.read_text() != wanted:
         print(f"creating {venv}: {' '.join(requirements)}")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements], check=True)
+        subprocess.run([*installer(python), *requirements], check=True)
         stamp.write_text(wanted)
     return python
+
+
+def installer(python: Path) -> list[str]:
+    """uv when it is on the PATH (``make test`` puts .venv's there: a minute or two less per virtualenv), else pip."""
+    uv = shutil.which("uv")
+    if uv:
+        return [uv, "pip", "install", "--quiet", "--python", str(python)]
+    return [str(python), "-m", "pip", "install", "--quiet"]
 
 
 def create_legacy_tables(devstack: Devstack) -> None:

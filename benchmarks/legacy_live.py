@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import subprocess
 from importlib.metadata import version
+from pathlib import Path
 
-from backfill import LEGACY_DATABASE, LEGACY_VERSION, Command, Plugins, create_legacy_tables, virtualenv
+from backfill import LEGACY_DATABASE, LEGACY_VERSION, Command, Plugins, create_legacy_tables, installer, virtualenv
 from processes import Devstack
 
 
@@ -23,7 +24,7 @@ def legacy_python() -> str:
     """
     python = str(virtualenv("legacy", [f"platform-plugin-aspects=={LEGACY_VERSION}"]))
     if subprocess.run([python, "-c", "import packaging"], capture_output=True, check=False).returncode:
-        subprocess.run([python, "-m", "pip", "install", "--quiet", f"packaging=={version('packaging')}"], check=True)
+        subprocess.run([*installer(Path(python)), f"packaging=={version('packaging')}"], check=True)
     return python
 
 

@@ -13,6 +13,8 @@ import sys
 import pytest
 from processes import DEVSTACK_DIR, Devstack
 
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
+
 USERS = 300
 ENROLLMENTS = 500
 

@@ -15,6 +15,8 @@ from tests.support import scenarios
 from tests.support.devstacks import TEST_SETTINGS, drop_mysql_database, make_devstack, wait_until_drained
 from tests.support.services import require_service
 
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
+
 
 def _devstack_params():
     return [

@@ -13,6 +13,8 @@ from tests.support import scenarios
 from tests.support.devstacks import make_devstack, outbox_counts, wait_until_drained
 from tests.support.services import RedisServer
 
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
+
 
 def create_users(devstack, prefix: str, count: int, first: int = 0, city: str = "Lyon") -> None:
     devstack.run_function("lms", scenarios.create_users, prefix=prefix, count=count, first=first, city=city)

@@ -17,6 +17,8 @@ from tests.support import scenarios
 from tests.support.devstacks import drop_mysql_database, make_devstack, wait_until_drained
 from tests.support.services import require_service
 
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
+
 COURSE = "course-v1:RaceX+Retire+2026"
 LEARNERS = 8
 ROUNDS = 3

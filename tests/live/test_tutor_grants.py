@@ -14,7 +14,7 @@ from tests.support import scenarios
 from tests.support.devstacks import make_devstack, outbox_counts, wait_until_drained
 from tests.support.xapi import learners_do_a_course, wait_until_statements_drained
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.platform_processes]
 
 TUTOR_PRIVILEGES = {"INSERT", "SELECT", "ALTER DELETE", "METADATA"}  # METADATA: DESCRIBE/SHOW, any grant allows it
 

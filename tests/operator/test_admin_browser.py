@@ -18,6 +18,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from tests.support import scenarios
 from tests.support.services import require
 
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
+
 USERNAME, PASSWORD = "ops", "ops-password-1"
 CHROMIUM_FLAGS = (
     "--headless",

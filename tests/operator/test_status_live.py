@@ -15,6 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import scenarios
 
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
+
 
 @pytest.fixture
 def devstack(operator_devstack):

@@ -21,6 +21,8 @@ from tests.support.devstacks import make_devstack, wait_until_drained
 from tests.support.object_storage import rotated_logs
 from tests.support.xapi import DEVSTACK_SETTINGS, wait_until_statements_drained
 
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
+
 DATABASES = ("event_sink", "xapi")
 # Bookkeeping of a write, not data: a re-dump stamps its rows anew, the schema log the time DDL was applied.
 BOOKKEEPING = {"dump_id", "time_last_dumped", "version", "applied_at"}

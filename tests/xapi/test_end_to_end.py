@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.xapi import learners_do_a_course, send_again, statement_counts, statements_of, wait_for_statements
 
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
+
 
 @pytest.fixture(scope="module")
 def client(devstack):

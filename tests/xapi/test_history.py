@@ -14,10 +14,13 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 from processes import DEVSTACK_DIR
 
 from tests.support import scenarios
 from tests.support.object_storage import rotated_logs
+
+pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
 
 HISTORY_TABLE = "xapi_history"
 

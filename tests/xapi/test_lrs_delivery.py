@@ -21,7 +21,7 @@ from processes import Devstack
 from tests.support.lrs import RalphLike, RecordingLRS, tutor_creates_the_ralph_route
 from tests.support.xapi import DEVSTACK_SETTINGS, learners_do_a_course, statements_of, wait_for_statements
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.platform_processes]
 
 USERNAME, PASSWORD = "lrs-user", "lrs-password"
 
