@@ -10,6 +10,7 @@ in a separate LMS/CMS process through ``manage.py <service> shell``, never in th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -352,7 +353,10 @@ class Devstack:
         env["DJANGO_SETTINGS_MODULE"] = f"{service}.envs.devstack"
         log = open(log_path, "ab")  # noqa: SIM115 - the worker writes to it until stopped
         since = log.tell()
-        worker = subprocess.Popen(command, cwd=DEVSTACK_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # A session of its own: kill_worker kills it whole, the embedded beat's child process included.
+        worker = subprocess.Popen(
+            command, cwd=DEVSTACK_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         worker.log_path = log_path  # type: ignore[attr-defined]
         self.workers.append(worker)
         self._wait_for_worker(worker, log_path, since=since)
@@ -380,8 +384,20 @@ class Devstack:
             try:
                 worker.wait(timeout)
             except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+                self.kill_worker(worker)
+        self._forget(worker)
+
+    def kill_worker(self, worker: subprocess.Popen) -> None:
+        """
+        SIGKILL to the worker (or web server) and every process it started (its pool, its embedded beat), as when
+        a pod or a host dies: nothing finishes, acknowledges or gives anything back, and nothing is left running.
+        """
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        self._forget(worker)
+
+    def _forget(self, worker: subprocess.Popen) -> None:
         for running in (self.workers, self.web_servers):
             if worker in running:
                 running.remove(worker)
@@ -400,7 +416,7 @@ class Devstack:
             "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}",
         ]  # fmt: skip
         log = open(log_path, "ab")  # noqa: SIM115 - the server writes to it until stopped
-        server = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         server.log_path = log_path  # type: ignore[attr-defined]
         self.web_servers.append(server)
         deadline = time.monotonic() + 60

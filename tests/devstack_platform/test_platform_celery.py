@@ -6,10 +6,12 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from cms.celery import APP as CMS_APP
 from django.conf import settings
 from lms.celery import APP
+from processes import Devstack
 
 DEVSTACK_DIR = Path(__file__).resolve().parents[2] / "devstack"
 
@@ -49,3 +51,21 @@ def test_a_worker_process_runs_tasks_queued_by_this_process(tmp_path):
     finally:
         worker.kill()  # a warm shutdown takes seconds, and nothing here needs one
         worker.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_takes_its_embedded_beat_along(tmp_path):
+    # A killed pod leaves nothing running; a worker SIGKILLed alone would leave its beat sending sweeps forever.
+    devstack = Devstack(tmp_path)
+    devstack.update_settings()  # its ENV_TOKENS file, without ClickHouse or a database: the worker only starts
+    worker = devstack.start_worker(beat=True)
+    deadline = time.monotonic() + 120  # only a hang fails
+    while not (family := psutil.Process(worker.pid).children(recursive=True)):
+        assert time.monotonic() < deadline, "the embedded beat did not start"
+        time.sleep(0.2)
+
+    devstack.kill_worker(worker)
+
+    assert worker.returncode == -9 and devstack.workers == []
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert alive == []

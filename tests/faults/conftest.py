@@ -68,9 +68,7 @@ class FaultStack:
 
     def kill_worker(self) -> None:
         """SIGKILL: the worker has no chance to finish, acknowledge or give anything back."""
-        self.worker.kill()
-        self.worker.wait()
-        self.devstack.workers.remove(self.worker)
+        self.devstack.kill_worker(self.worker)
         self.worker = None
 
     def dump(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
