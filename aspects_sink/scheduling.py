@@ -194,14 +194,18 @@ def schedule_drain(sink_name: str) -> None:
     if time.time() < _scheduled_until.get(sink_name, 0.0) or cache_resting():
         return
     try:
-        if cache.get(_BROKER_DOWN_KEY):
+        # One round trip while a drain is scheduled, however late a busy worker starts it.
+        found = cache.get_many([_BROKER_DOWN_KEY, _scheduled_key(sink_name)])
+        if found.get(_BROKER_DOWN_KEY):
             return
-        delay = next_drain_delay(sink_name)
-        token = claim_schedule(sink_name, delay)
-        if token:
-            _publisher.submit(sink_name, delay, token)
-        else:
-            token = cache.get(_scheduled_key(sink_name))
+        token = found.get(_scheduled_key(sink_name))
+        if token is None:
+            delay = next_drain_delay(sink_name)
+            token = claim_schedule(sink_name, delay)
+            if token:
+                _publisher.submit(sink_name, delay, token)
+            else:
+                token = cache.get(_scheduled_key(sink_name))
     except Exception as error:  # nothing may reach the platform's request
         _cache_failed(error)
         return

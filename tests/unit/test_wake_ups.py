@@ -78,6 +78,21 @@ def test_a_drain_scheduled_by_another_process_is_learnt_from_its_token(wake_ups,
     assert cache.calls == calls
 
 
+def test_while_a_scheduled_drain_is_late_each_change_asks_the_cache_once(wake_ups, monkeypatch):
+    # A busy worker starts the drain after its due time; meanwhile every change asks whether it is still scheduled.
+    submitted, cache = wake_ups
+    clock = [2_500_000.0]
+    monkeypatch.setattr(scheduling.time, "time", lambda: clock[0])
+    cache.set(scheduling._scheduled_key(SINK), f"other-process@{clock[0] - 2:.3f}", timeout=60)
+
+    for _ in range(10):
+        calls = cache.calls
+        clock[0] += 0.01
+        scheduling.schedule_drain(SINK)
+        assert cache.calls - calls == 1
+    assert submitted == []
+
+
 def test_once_the_drain_has_started_the_next_change_schedules_another(wake_ups, monkeypatch):
     submitted, cache = wake_ups
     clock = [3_000_000.0]
