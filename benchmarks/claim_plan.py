@@ -79,11 +79,13 @@ def main() -> int:  # noqa: PLR0915 - one script, read top to bottom
             fill(
                 cursor,
                 "aspects_sink_xapistatement",
-                "created, available_at, claim, attempts, waits, state, last_error, event_id, emission_time, statement",
-                f"'{now}', '{now}', '', 0, 0, 'pending', '', UUID(), '{now}', '{STATEMENT % 'x'}'",
+                # Statements already made (``event_name`` blank), as a history batch ClickHouse refused leaves them.
+                "created, available_at, claim, attempts, waits, state, last_error, event_id, emission_time, statement, "
+                "event_name",
+                f"'{now}', '{now}', '', 0, 0, 'pending', '', UUID(), '{now}', '{STATEMENT % 'x'}', ''",
                 rows=options.statements,
                 copied="created, available_at, claim, attempts, waits, state, last_error, UUID(), emission_time, "
-                "statement",
+                "statement, event_name",
             )
             fill(
                 cursor,
