@@ -20,9 +20,16 @@ avoids for the length of an import or of one batch of the drain, with the same r
 * The garbage collector: the objects Django's start-up made are frozen out of its collections (they live as
   long as the process), and young collections run less often; a statement's objects hold no cycle.
 
-What remains is ERB's transformers building tincan objects, which check and convert every attribute they
-set, and serialising them (tincan's ``as_version``, then JSON, parsed again by ERB's processor): faster
-equivalents of tincan's own code were tried and gained nothing measurable, so tincan runs as it is.
+* tincan, whose objects ERB's transformers build (about twenty per statement, some 140 attributes set):
+  every attribute set checks its name against the class's list of properties, twice for a property
+  (its setter stores it under ``_name``), and serialising runs a second pass over each object's values to drop
+  the ``None`` ones. Both run as tincan's own code would, with the allowed names of a class kept as a set and
+  serialising done in one pass (:func:`_set_attribute`, :func:`_as_version`); anything else (a name tincan
+  refuses, a list-like object) goes to tincan's own code. A fifth less transformation time, measured.
+
+What remains is ERB's transformers themselves (its ``get_data`` lookups, the events' extensions), tincan's
+setters checking and converting every value, and JSON: a statement is serialised by tincan, parsed again by
+ERB's processor and written for ClickHouse.
 
 Nothing of this is active outside :func:`sped_up`; in a Celery worker it lasts one batch of the drain's (a
 prefork worker's process runs one task at a time).
@@ -30,14 +37,20 @@ prefork worker's process runs one task at a time).
 
 from __future__ import annotations
 
+import datetime
 import functools
 import gc
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from event_routing_backends.processors.openedx_filters.filters import ProcessorBaseFilter
 from event_routing_backends.processors.xapi import transformer as xapi_transformer
+from tincan.base import Base as TincanBase
+from tincan.conversions.iso8601 import jsonify_datetime, jsonify_timedelta
+from tincan.serializable_base import SerializableBase
+from tincan.version import Version
 
 _MEMOIZED_LOOKUPS = ("get_anonymous_user_id", "get_course_from_id")
 _LOOKUPS_KEPT = 1_000_000
@@ -60,6 +73,7 @@ def sped_up() -> Iterator[None]:
         for name, filter_type in _FILTERED_PARTS.items():
             if not _filter_configured(filter_type):
                 stack.enter_context(_replaced(xapi_transformer.XApiTransformer, name, _once_per_transformer(name)))
+        stack.enter_context(_tincan_sped_up())
         stack.enter_context(_collector_tuned())
         yield
 
@@ -141,3 +155,65 @@ def _once_per_transformer(name: str):
         return answers[key]
 
     return once
+
+
+# -- tincan ------------------------------------------------------------------------------------------
+
+_TINCAN_SET_ATTRIBUTE = TincanBase.__dict__["__setattr__"]
+_TINCAN_AS_VERSION = SerializableBase.__dict__["as_version"]
+
+
+@contextmanager
+def _tincan_sped_up() -> Iterator[None]:
+    with _replaced(TincanBase, "__setattr__", _set_attribute), _replaced(SerializableBase, "as_version", _as_version):
+        try:
+            yield
+        finally:
+            _allowed_names.cache_clear()
+
+
+@functools.cache
+def _allowed_names(cls: type) -> frozenset[str]:
+    """The names tincan's ``Base.__setattr__`` lets a class's objects set: its properties, with or without ``_``."""
+    return frozenset(cls._props) | frozenset(f"_{name}" for name in cls._props)
+
+
+def _set_attribute(self, name: str, value) -> None:
+    """tincan's ``Base.__setattr__`` (a property's setter runs, a name it refuses raises its error), by set lookup."""
+    if name in _allowed_names(type(self)):
+        object.__setattr__(self, name, value)
+    else:
+        _TINCAN_SET_ATTRIBUTE(self, name, value)
+
+
+def _as_version(self, version=Version.latest):
+    """
+    tincan's ``SerializableBase.as_version`` in one pass: the same keys (renamed, leading ``_`` dropped, ``None``
+    values left out) in the same order with the same values. An object's attributes are names tincan's
+    ``__setattr__`` let through, each property once (its setter stores it under ``_``), so no two of them end up
+    under one key and leaving ``None`` out first is the same as tincan's filtering afterwards. Lists and dicts
+    (language maps, extensions: keys of any kind) go to tincan's own code.
+    """
+    if isinstance(self, (list, dict)):
+        return _TINCAN_AS_VERSION(self, version)
+    renamed = self._props_corrected
+    result = {}
+    for name, value in vars(self).items():
+        if value is None:
+            continue
+        key = renamed.get(name, name)
+        if key.startswith("_"):
+            key = key[1:]
+        if isinstance(value, SerializableBase):
+            result[key] = value.as_version(version)
+        elif isinstance(value, list):
+            result[key] = [each.as_version(version) if isinstance(each, SerializableBase) else each for each in value]
+        elif isinstance(value, uuid.UUID):
+            result[key] = str(value)
+        elif isinstance(value, datetime.timedelta):
+            result[key] = jsonify_timedelta(value)
+        elif isinstance(value, datetime.datetime):
+            result[key] = jsonify_datetime(value)
+        else:
+            result[key] = value
+    return result

@@ -7,6 +7,7 @@ ClickHouse are the live route's, text included, not only their ids.
 
 from __future__ import annotations
 
+import datetime
 import gc
 import threading
 import time
@@ -22,6 +23,25 @@ from event_routing_backends.processors.openedx_filters.filters import ProcessorB
 from event_routing_backends.processors.xapi import transformer as xapi_transformer
 from event_routing_backends.processors.xapi.transformer import XApiTransformer
 from openedx_filters.filters import PipelineStep
+from tincan import (
+    Activity,
+    ActivityDefinition,
+    Agent,
+    AgentAccount,
+    Attachment,
+    Context,
+    ContextActivities,
+    Group,
+    InteractionComponent,
+    Result,
+    Score,
+    Statement,
+    StatementRef,
+    SubStatement,
+    Verb,
+)
+from tincan.base import Base as TincanBase
+from tincan.serializable_base import SerializableBase
 from xmodule.modulestore.course_builder import create_course
 
 from aspects_sink import erb
@@ -74,6 +94,8 @@ def erbs_attributes() -> tuple:
         XApiTransformer.__dict__["get_verb"],
         xapi_transformer.get_anonymous_user_id,
         xapi_transformer.get_course_from_id,
+        TincanBase.__dict__["__setattr__"],
+        SerializableBase.__dict__["as_version"],
     )
 
 
@@ -91,6 +113,89 @@ def test_the_faster_transformation_gives_erbs_statements_to_the_byte_and_leaves_
     assert faster == erbs and again == erbs
     assert erbs_attributes() == originals
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+def every_kind_of_tincan_statement() -> list[Statement]:
+    """Statements with each of tincan's objects, lists, ids, times, durations, maps and values left out."""
+    learner = Agent(account=AgentAccount(home_page="http://lms.example.com", name="a1b2"), name="Ada")
+    team = Group(member=[learner, Agent(mbox="mailto:bo@example.com")], name="Team")
+    definition = ActivityDefinition(
+        name={"en-US": "Problem", "fr": "Problème"},
+        description={"en-US": "A problem"},
+        type="http://adlnet.gov/expapi/activities/cmi.interaction",
+        interaction_type="choice",
+        correct_responses_pattern=["a[,]b"],
+        choices=[InteractionComponent(id="a", description={"en-US": "A"}), InteractionComponent(id="b")],
+        more_info="http://lms.example.com/more",
+        extensions={"http://example.com/x": {"nested": [1, 2, None]}, "http://example.com/y": None},
+    )
+    problem = Activity(id="http://lms.example.com/xblock/block-v1:X+Y+Z+type@problem+block@p", definition=definition)
+    verb = Verb(id="http://adlnet.gov/expapi/verbs/answered", display={"en": "answered"})
+    result = Result(
+        score=Score(scaled=0.5, raw=1, min=0, max=2),
+        success=False,
+        completion=True,
+        response="a[,]b",
+        duration=datetime.timedelta(minutes=1, seconds=2.5),
+        extensions={"http://example.com/attempts": 3},
+    )
+    context = Context(
+        registration=uuid.UUID("01234567-89ab-4cde-8f01-23456789abcd"),
+        instructor=learner,
+        team=team,
+        context_activities=ContextActivities(
+            parent=[Activity(id="http://lms.example.com/course/c", object_type="Activity")],
+            grouping=Activity(id="http://lms.example.com/course/g"),
+        ),
+        revision="r1",
+        platform="Open edX",
+        language="en-US",
+        statement=StatementRef(id=uuid.UUID("11111111-2222-4333-8444-555555555555")),
+        extensions={"https://w3id.org/xapi/openedx/extension/transformer-version": "event-routing-backends@9"},
+    )
+    return [
+        Statement(
+            id=uuid.UUID("9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"),
+            actor=learner,
+            verb=verb,
+            object=problem,
+            result=result,
+            context=context,
+            timestamp=datetime.datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC),
+            stored=datetime.datetime(2025, 1, 2, 3, 4, 6),
+            authority=Agent(mbox="mailto:lrs@example.com"),
+            version="1.0.3",
+            attachments=[
+                Attachment(
+                    usage_type="http://example.com/usage",
+                    display={"en-US": "file"},
+                    content_type="text/plain",
+                    length=4,
+                    sha2="abcd",
+                    fileurl="http://example.com/file",
+                )
+            ],
+        ),
+        Statement(actor=team, verb=verb, object=SubStatement(actor=learner, verb=verb, object=problem)),
+        Statement(
+            actor=learner,
+            verb=Verb(id="http://adlnet.gov/expapi/verbs/voided"),
+            object=StatementRef(id="9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"),
+        ),
+    ]
+
+
+def test_tincan_serialises_every_kind_of_statement_as_it_does_on_its_own():
+    tincans = [statement.to_json() for statement in every_kind_of_tincan_statement()]
+    originals = erbs_attributes()
+
+    with transformation.sped_up():
+        faster = [statement.to_json() for statement in every_kind_of_tincan_statement()]
+        with pytest.raises(AttributeError, match=r"Property 'colour' cannot be set on a 'tincan\.Verb' object"):
+            Verb(id="http://example.com/verb", colour="blue")
+
+    assert faster == tincans
+    assert erbs_attributes() == originals
 
 
 def test_a_drain_batch_makes_erbs_statements_to_the_byte_and_leaves_erb_as_it_was(tracking_lines):
