@@ -15,7 +15,8 @@ bucket of moto's S3 server. Making them is not measured.
 
 Measured, each from an empty raw table: the command as a process of its own, from start to exit (Django's
 start-up included), the statements in ClickHouse checked against the events; peak RSS of the process tree
-(workers included) sampled every 0.2 s with psutil, and the RSS after a tenth of the run, to show it flat.
+(workers included) sampled every 0.2 s with psutil, the RSS after a tenth of the run, to show it flat, and the
+peak PSS, which counts the pages forked workers share once.
 ``transform_tracking_logs`` does not gunzip: it reads plain copies of the first ``--erb-events`` events'
 logs under another prefix, and is measured from its start to the last statement in ClickHouse (one Celery
 worker posting to Ralph); its rate is extrapolated to the whole load, which the output says.
@@ -88,6 +89,7 @@ class Run:
     seconds: float
     peak_rss_mb: float
     early_rss_mb: float
+    peak_pss_mb: float
     cpu_seconds: float
     notes: str = ""
 
@@ -126,32 +128,36 @@ def generate(templates_: list[tuple[str, ...]], events: int, objects: int) -> It
 
 
 class TreeMemory:
-    """RSS of a process and its descendants, sampled every 0.2 s until the process ends."""
+    """
+    Memory of a process and its descendants, sampled every 0.2 s until the process ends: RSS, and PSS (each
+    page shared by forked workers counted once among them, which summed RSS counts in each).
+    """
 
     def __init__(self, pid: int):
         self.process = psutil.Process(pid)
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float]] = []
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
     def _sample(self) -> None:
         while True:
             try:
-                tree = [self.process, *self.process.children(recursive=True)]
-                rss = sum(p.memory_info().rss for p in tree if p.is_running())
+                tree = [p for p in [self.process, *self.process.children(recursive=True)] if p.is_running()]
+                memory = [p.memory_full_info() for p in tree]
             except psutil.Error:
                 return
-            self.samples.append((time.monotonic(), rss / 2**20))
+            rss, pss = sum(m.rss for m in memory), sum(m.pss for m in memory)
+            self.samples.append((time.monotonic(), rss / 2**20, pss / 2**20))
             time.sleep(0.2)
 
-    def figures(self) -> tuple[float, float]:
-        """Peak RSS, and RSS a tenth of the way through the run (MB)."""
+    def figures(self) -> tuple[float, float, float]:
+        """Peak RSS, RSS a tenth of the way through the run, and peak PSS (MB)."""
         self.thread.join()
         if not self.samples:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         start, end = self.samples[0][0], self.samples[-1][0]
-        early = next(rss for at, rss in self.samples if at >= start + (end - start) / 10)
-        return max(rss for _, rss in self.samples), early
+        early = next(rss for at, rss, _ in self.samples if at >= start + (end - start) / 10)
+        return max(rss for _, rss, _ in self.samples), early, max(pss for _, _, pss in self.samples)
 
 
 class Benchmark:
@@ -279,7 +285,7 @@ def report(options, runs: list[Run], stored: int, started_load: tuple[float, ...
     )
     print(
         f"  {'':<38}{'events':>11}{'seconds':>9}{'statements/s':>14}{'× ERB':>8}{'CPU/statement':>15}{'× ERB':>8}"
-        f"{'peak RSS':>10}{'RSS at 10%':>12}"
+        f"{'peak RSS':>10}{'RSS at 10%':>12}{'peak PSS':>10}"
     )
     for run in runs:
         compared = erb and run is not erb and erb.rate
@@ -288,11 +294,12 @@ def report(options, runs: list[Run], stored: int, started_load: tuple[float, ...
         cpu_ratio = f"{erb.cpu_seconds / max(erb.statements, 1) / cpu:7.1f}×" if compared else ""
         print(
             f"  {run.name:<38}{run.events:>11,}{run.seconds:>9.1f}{run.rate:>14,.0f}{ratio:>8}{1000 * cpu:>12.2f} ms"
-            f"{cpu_ratio:>8}{run.peak_rss_mb:>7.0f} MB{run.early_rss_mb:>9.0f} MB"
+            f"{cpu_ratio:>8}{run.peak_rss_mb:>7.0f} MB{run.early_rss_mb:>9.0f} MB{run.peak_pss_mb:>7.0f} MB"
         )
     print(
         "  CPU: the command's processes (workers included); for ERB also its Celery worker and Ralph. Wall time: "
-        "process start to exit, or (ERB) to its last statement in ClickHouse"
+        "process start to exit, or (ERB) to its last statement in ClickHouse. Memory: the command's process tree, "
+        "RSS summed, and PSS (pages its processes share counted once)"
     )
     for run in runs:
         if run.notes:
