@@ -60,8 +60,10 @@ _YOUNG_THRESHOLD = 50_000
 
 
 # ``sped_up`` replaces attributes of ERB's modules and classes and puts them back: two threads doing so at once
-# (a worker's threads pool) could put back each other's replacements, so one thread at a time holds them.
-_REPLACING = threading.Lock()
+# (a worker's threads pool) could put back each other's replacements, so one thread at a time holds them. The
+# lock is reentrant: should an import or a drain batch ever run inside another in one thread (none does today),
+# the thread enters again instead of waiting on itself for ever, and each level puts back what it found.
+_REPLACING = threading.RLock()
 
 
 @contextmanager

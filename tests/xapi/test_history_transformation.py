@@ -228,6 +228,26 @@ def test_threads_of_one_worker_speeding_erb_up_at_once_leave_it_as_it_was():
     assert erbs_attributes() == originals
 
 
+def test_a_thread_speeding_erb_up_inside_its_own_speed_up_goes_on_and_leaves_erb_as_it_was():
+    originals, thresholds = erbs_attributes(), gc.get_threshold()
+    statements = []
+
+    def nested():
+        with transformation.sped_up():
+            with transformation.sped_up():
+                statements.extend(statement.to_json() for statement in every_kind_of_tincan_statement())
+            statements.extend(statement.to_json() for statement in every_kind_of_tincan_statement())
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(timeout=60)  # a thread waiting on its own lock never gets here by itself
+
+    assert not thread.is_alive()
+    assert statements == [statement.to_json() for statement in every_kind_of_tincan_statement()] * 2
+    assert erbs_attributes() == originals
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
 def test_a_filter_pipeline_on_the_actor_runs_on_every_call_as_in_erb(tracking_lines, settings):
     settings.OPEN_EDX_FILTERS_CONFIG = {
         ACTOR_FILTER: {"pipeline": [f"{__name__}.RenamedActor"], "fail_silently": False}
