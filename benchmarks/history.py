@@ -16,7 +16,8 @@ bucket of moto's S3 server. Making them is not measured.
 Measured, each from an empty raw table: the command as a process of its own, from start to exit (Django's
 start-up included), the statements in ClickHouse checked against the events; peak RSS of the process tree
 (workers included) sampled every 0.2 s with psutil, the RSS after a tenth of the run, to show it flat, and the
-peak PSS, which counts the pages forked workers share once.
+peak PSS, which counts the pages forked workers share once. The LMS processes import no pandas, as on a site
+(:func:`without_pandas`).
 ``transform_tracking_logs`` does not gunzip: it reads plain copies of the first ``--erb-events`` events'
 logs under another prefix, and is measured from its start to the last statement in ClickHouse (one Celery
 worker posting to Ralph); its rate is extrapolated to the whole load, which the output says.
@@ -96,6 +97,19 @@ class Run:
     @property
     def rate(self) -> float:
         return self.statements / self.seconds
+
+
+def without_pandas(state_dir: Path) -> Path:
+    """
+    A folder which, first on the LMS processes' path, makes ``import pandas`` fail, as it fails on a site:
+    edx-platform does not install pandas, the test environment has it for chDB (the devstack's ClickHouse, a
+    process of its own). clickhouse-connect imports pandas at a process's first INSERT when it can, which would
+    add about 70 MB and a second or two to every process measured.
+    """
+    folder = state_dir / "without-pandas"
+    (folder / "pandas").mkdir(parents=True, exist_ok=True)
+    (folder / "pandas" / "__init__.py").write_text('raise ImportError("an LMS has no pandas")\n')
+    return folder
 
 
 def children_cpu() -> float:
@@ -342,6 +356,7 @@ def main() -> None:
         broker_url=f"{redis}/{broker_db}",
         database="mysql",
         mysql_database=options.mysql_database,
+        extra_pythonpath=(without_pandas(options.state_dir),),
     )
     s3 = S3Server(options.state_dir, authenticate=False)
     s3.start()
