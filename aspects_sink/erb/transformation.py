@@ -19,7 +19,6 @@ avoids for the length of an import or of one batch of the drain, with the same r
   could answer differently the second time), the second call returns what the first answered.
 * The garbage collector: the objects Django's start-up made are frozen out of its collections (they live as
   long as the process), and young collections run less often; a statement's objects hold no cycle.
-
 * tincan, whose objects ERB's transformers build (about twenty per statement, some 140 attributes set):
   every attribute set checks its name against the class's list of properties, twice for a property
   (its setter stores it under ``_name``), and serialising runs a second pass over each object's values to drop
