@@ -23,6 +23,7 @@ logs, shows progress and adds up the reports.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import logging
@@ -175,6 +176,28 @@ def admitted(event: dict) -> bool:
     return statements_wanted(event.get("name", ""))
 
 
+class UnreadableLine(ValueError):
+    """A tracking-log line that holds no event the import can take; the message says why."""
+
+
+def events_of_line(steps: erb.XapiSteps, line: str) -> list[dict]:
+    """
+    The events of a tracking-log line that ERB would transform (none: not an xAPI event). Raises UnreadableLine
+    when the line holds no event, or one that ERB's parser or allow-list cannot take (no name, a list for a
+    name, an ``event`` text nested deeper than Python's JSON parser goes): such a line is reported, and the
+    run goes on.
+    """
+    try:
+        event = parse_json_event(line)
+        if event is None:
+            raise UnreadableLine("not a JSON tracking event")
+        return steps.admit(event) if admitted(event) else []
+    except UnreadableLine:
+        raise
+    except Exception as error:  # ERB's parser and allow-list take lines as they come; a log may hold anything
+        raise UnreadableLine(f"{type(error).__name__}: {error}") from error
+
+
 class LogImporter:
     """Imports logs one at a time in this process: ERB's transformers, one INSERT per batch, a checkpoint after it."""
 
@@ -226,15 +249,12 @@ class LogImporter:
         if not line.strip():
             report.skipped += 1
             return []
-        event = parse_json_event(line)
-        if event is None:
-            self._failed(report, number, "?", "not a JSON tracking event")
+        try:
+            events = events_of_line(self.steps, line)
+        except UnreadableLine as error:
+            self._failed(report, number, "?", str(error))
             return []
-        if not admitted(event):
-            report.skipped += 1
-            return []
-        events = self.steps.admit(event)
-        if not events:  # outside ERB's allow-list, or no transformer for it: not an xAPI event
+        if not events:  # left out by ASPECTS_SINK_XAPI_EVENTS or ERB's allow-list, or no transformer for it
             report.skipped += 1
             return []
         rows: list[erb.StatementRow] = []
@@ -242,7 +262,7 @@ class LogImporter:
             try:
                 rows += erb.transform(self.steps, each)
             except erb.TransformationError as error:  # one bad event must not stop the history
-                self._failed(report, number, event.get("name"), error.reason)
+                self._failed(report, number, each.get("name"), error.reason)
         if not rows:
             report.skipped += 1
         return rows
@@ -289,14 +309,15 @@ class LogSurvey:
 
 
 def survey(source: LogSource, log_object: LogObject) -> LogSurvey:
-    """Read one log through (gunzipped) and count its lines and the admitted events among them."""
+    """Read one log through (gunzipped) and count its lines and the events among them ERB would transform."""
+    steps = erb.XapiSteps.of(xapi_router())
     lines = events = 0
     try:
         with CountingReader(source.open(log_object)) as stream:
             for raw_line in log_lines(stream):
                 lines += 1
-                event = parse_json_event(raw_line.decode("utf-8", errors="replace")) if raw_line.strip() else None
-                events += bool(event and admitted(event))
+                with contextlib.suppress(UnreadableLine):  # the import reports such a line
+                    events += len(events_of_line(steps, raw_line.decode("utf-8", errors="replace")))
     except (CorruptLog, SourceError) as error:
         return LogSurvey(log_object, lines, events, str(error))
     return LogSurvey(log_object, lines, events)

@@ -47,3 +47,32 @@ def test_a_lone_surrogate_goes_in_and_an_unreadable_line_is_reported(devstack_cl
 
     call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress", "--resume")  # past it, quietly
     assert raw_rows(devstack_clickhouse) == 5
+
+
+@pytest.fixture
+def hostile_log(tracking_log):
+    """
+    The learner's five events, then lines a browser or a broken logger can leave: JSON without an event name, a
+    name that is a list, and an ``event`` string nested deeper than Python's JSON parser goes.
+    """
+    good = tracking_log.read_text(encoding="ascii").splitlines()[:5]
+    template = json.loads(good[0])
+    nameless = {key: value for key, value in template.items() if key != "name"}
+    listed = {**template, "name": [template["name"]]}
+    nested = {**template, "name": "problem_check", "event": "[" * 5000 + "]" * 5000}
+    tracking_log.write_text("\n".join([*good, *(json.dumps(line) for line in (nameless, listed, nested))]) + "\n")
+    return tracking_log
+
+
+def test_events_erbs_parser_or_allow_list_choke_on_are_reported_and_the_rest_goes_in(
+    devstack_clickhouse, hostile_log, capsys
+):
+    call_command("aspects_sink_xapi_history", str(hostile_log), "--dry-run")
+    assert "8 lines" in capsys.readouterr().out
+
+    with pytest.raises(CommandError, match="3 events could not be imported"):
+        call_command("aspects_sink_xapi_history", str(hostile_log), "--no-progress")
+    output = capsys.readouterr()
+    for line in (6, 7, 8):
+        assert f"{hostile_log} line {line}" in output.err
+    assert raw_rows(devstack_clickhouse) == 5
