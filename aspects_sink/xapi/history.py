@@ -17,8 +17,8 @@ per log, how many lines have their statements acknowledged (or queued); after an
 ClickHouse unavailable, a killed pod) ``--resume`` continues from there, in any process.
 
 With ``workers`` above one, logs are imported side by side by forked processes of this one (each its own
-ClickHouse client, S3 client and database connection), a log at a time each; the parent only hands out
-logs, shows progress and adds up the reports.
+ClickHouse client, S3 client and database connection), a log at a time each, in order, taken from a
+counter they share; the parent only shows progress and adds up the reports.
 """
 
 from __future__ import annotations
@@ -338,6 +338,14 @@ class DaySpan:
         return (self.first is None or day >= self.first) and (self.last is None or day <= self.last)
 
 
+def _take(counter) -> int:
+    """The counter's value, which the caller takes: the next caller gets the one after it."""
+    with counter.get_lock():
+        taken = counter.value
+        counter.value += 1
+    return taken
+
+
 class HistoryImport:
     """One run over the logs of a source, from the checkpoints on (``resume``) or from the start."""
 
@@ -409,15 +417,17 @@ class HistoryImport:
             self.report.add(importer.import_log(log_object, done, on_batch))
 
     def _in_processes(self, todo: list[tuple[LogObject, int]], progress: ProgressReporter) -> None:
-        """Forked workers take logs from a queue; progress and reports come back on another."""
+        """
+        Forked workers take the next log from a shared counter; progress and reports come back on a queue.
+        (A queue of the logs to hand out would keep this process from exiting after a stop: its unread
+        entries hold the queue's feeder thread, which exit waits for.)
+        """
         context = multiprocessing.get_context("fork")
-        work, results = context.Queue(), context.Queue()
+        next_log, results = context.Value("q", 0), context.Queue()
         workers = min(self.workers, len(todo))
-        for index in [*range(len(todo)), *[None] * workers]:
-            work.put(index)
         connections.close_all()  # each worker opens its own connection to the LMS database
         processes = [
-            context.Process(target=self._work, args=(todo, work, results), daemon=True) for _ in range(workers)
+            context.Process(target=self._work, args=(todo, next_log, results), daemon=True) for _ in range(workers)
         ]
         for process in processes:
             process.start()
@@ -455,14 +465,14 @@ class HistoryImport:
         elif kind == "log":
             self.report.add(payload)
 
-    def _work(self, todo, work, results) -> None:
-        """A forked worker: import logs until the queue says stop; never let an exception escape unreported."""
+    def _work(self, todo, next_log, results) -> None:
+        """A forked worker: import logs until none is left; never let an exception escape unreported."""
         pid = os.getpid()
         try:
             importer = LogImporter(
                 self.source, self.transport_factory(), batch_size=self.batch_size, sleep_time=self.sleep_time
             )
-            while (index := work.get()) is not None:
+            while (index := _take(next_log)) < len(todo):
                 log_object, done = todo[index]
                 report = importer.import_log(
                     log_object, done, lambda bytes_read, written: results.put(("batch", pid, (bytes_read, written)))

@@ -238,6 +238,38 @@ def live_activity_and_its_tracking_logs(plain: str, gzipped: str) -> dict:
     return {"course": str(course), "emitted": emitted}
 
 
+def history_stopped_by_clickhouse_down(folder: str, logs: int) -> dict:
+    """
+    ``logs`` one-line logs in ``folder`` imported by two forked workers whose ClickHouse is down (nothing
+    listens on its port): the import stops at once with thousands of logs not handed out. Returns why.
+    """
+    import io
+    from pathlib import Path
+
+    from aspects_sink.connection import get_transport
+    from aspects_sink.progress import progress_reporter
+    from aspects_sink.xapi.history import HistoryError, HistoryImport
+    from aspects_sink.xapi.sources import FileSource
+
+    paths = []
+    for index in range(logs):
+        path = Path(folder) / f"tracking.log-{index:05d}"
+        path.write_text('{"name": "edx.bi.user.account.registered", "event": {}, "time": "2026-01-01T00:00:00"}\n')
+        paths.append(path)
+
+    def clickhouse_down():
+        transport = get_transport(url="http://127.0.0.1:9/")  # the discard port: nothing answers
+        transport.ping()
+        return transport
+
+    job = HistoryImport(FileSource(paths), clickhouse_down, batch_size=10, workers=2)
+    try:
+        job.run(progress_reporter(io.StringIO(), enabled=False))
+    except HistoryError as error:
+        return {"stopped": str(error)}
+    return {"stopped": ""}
+
+
 def a_site_at_work_and_its_tracking_log(course: str, studied: str, log: str) -> dict:
     """
     Learners register, enroll and change in ``course`` (:func:`make_every_kind_of_change`, one retired), then

@@ -77,3 +77,11 @@ def test_history_resumes_after_a_kill_and_collapses_into_the_live_statements(dev
         assert len(statement_ids(client, HISTORY_TABLE, done["course"], final=True)) == 200
     finally:
         devstack.update_settings(ASPECTS_SINK_XAPI_TABLE="xapi_events_all")
+
+
+def test_a_stopped_import_with_thousands_of_logs_left_exits(devstack, tmp_path):
+    # Each worker stops at its first log; the logs never handed out must not keep the process from exiting.
+    done = devstack.run_function(
+        "lms", scenarios.history_stopped_by_clickhouse_down, timeout=180, folder=str(tmp_path), logs=5000
+    )
+    assert "127.0.0.1:9" in done["stopped"]
