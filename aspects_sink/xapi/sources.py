@@ -164,7 +164,7 @@ class S3Source:
 
     def open(self, log: LogObject) -> BinaryIO:
         with self._errors(log.name):
-            return self.client.get_object(Bucket=self.location.bucket, Key=log.key)["Body"]
+            return _ObjectStream(self.client.get_object(Bucket=self.location.bucket, Key=log.key)["Body"], log.name)
 
     def _errors(self, what: str = ""):
         return _S3Errors(self.location, what)
@@ -204,6 +204,29 @@ class _S3Errors:
         if isinstance(error, BotoCoreError):
             raise SourceError(f"{self.what}: {error}") from None
         return False
+
+
+class _ObjectStream:
+    """
+    An object's body as it streams in. A connection that breaks or times out meanwhile is a SourceError naming
+    the object (botocore raises its own errors, which neither the gzip reader nor the import would know), so
+    that log is reported, its lines before the break kept, and the others go on.
+    """
+
+    def __init__(self, body, name: str):
+        self.body = body
+        self.name = name
+
+    def read(self, size: int = -1) -> bytes:
+        from botocore.exceptions import BotoCoreError  # noqa: PLC0415 - only an import from object storage needs it
+
+        try:
+            return self.body.read(size if size >= 0 else None)
+        except BotoCoreError as error:
+            raise SourceError(f"{self.name}: the connection broke while reading it ({error})") from None
+
+    def close(self) -> None:
+        self.body.close()
 
 
 def source_from_argument(argument: str, endpoint_url: str | None = None) -> LogSource:

@@ -8,9 +8,12 @@ the run.
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from common.djangoapps.student.helpers import create_user
@@ -21,6 +24,8 @@ from xmodule.modulestore.course_builder import create_course
 from aspects_sink.models import XapiStatement
 from aspects_sink.sinks.base import Stamp
 from aspects_sink.sinks.xapi_statements import XapiStatementSink, raw_table
+from aspects_sink.xapi.history import LogImporter
+from aspects_sink.xapi.sources import LogObject, S3Location, S3Source
 from tests.support.object_storage import rotated_logs
 
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03"]
@@ -138,3 +143,41 @@ def test_a_corrupt_object_is_reported_and_the_others_go_in(devstack_clickhouse, 
     assert "corrupt gzip" in output.err
     assert "3 logs could not" not in output.err
     assert set(history_ids(devstack_clickhouse)) == set(live_ids())  # the good logs, whole
+
+
+class CutShort(BaseHTTPRequestHandler):
+    """An S3 endpoint whose connection breaks while an object streams: it promises more bytes than it sends."""
+
+    body = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body) + 10_000))
+        self.end_headers()
+        self.wfile.write(self.body)
+        self.close_connection = True  # the rest never comes
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_connection_broken_while_an_object_streams_reports_that_log_and_keeps_its_lines(
+    devstack_clickhouse, activity_lines
+):
+    events = gzip.compress(b"".join(line.encode() + b"\n" for line in activity_lines))
+    CutShort.body = events + gzip.compress(b"\n" * 3 * 2**20, compresslevel=0)  # blank lines, read a MiB at a time
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_port}"
+        source = S3Source(S3Location("logs", endpoint_url=endpoint, access_key="key", secret_key="secret"))
+        log = LogObject(source.url, "tracking.log-20260101.gz", len(CutShort.body) + 10_000, datetime.datetime.now())
+        importer = LogImporter(source, devstack_clickhouse, batch_size=100, sleep_time=0)
+
+        report = importer.import_log(log, 0, lambda *_: None)
+    finally:
+        server.shutdown()
+
+    assert report.error.startswith("s3://logs/tracking.log-20260101.gz: the connection broke")
+    assert report.statements == 30  # the lines of the reads before the break, imported
+    assert set(history_ids(devstack_clickhouse)) == set(live_ids())
