@@ -18,7 +18,8 @@ avoids for the length of an import or of one batch of the drain, with the same r
   time building tincan objects anew. Unless ``OPEN_EDX_FILTERS_CONFIG`` gives them a pipeline (whose steps
   could answer differently the second time), the second call returns what the first answered.
 * The garbage collector: the objects Django's start-up made are frozen out of its collections (they live as
-  long as the process), and young collections run less often; a statement's objects hold no cycle.
+  long as the process; unless the process froze objects itself), and young collections run less often; a
+  statement's objects hold no cycle.
 * tincan, whose objects ERB's transformers build (about twenty per statement, some 140 attributes set):
   every attribute set checks its name against the class's list of properties, twice for a property
   (its setter stores it under ``_name``), and serialising runs a second pass over each object's values to drop
@@ -56,6 +57,7 @@ _LOOKUPS_KEPT = 1_000_000
 # Young objects allocated before a collection (Python's default: 700). Statements' objects are short-lived and
 # acyclic, so collecting them more often only costs time.
 _YOUNG_THRESHOLD = 50_000
+_FROZEN_AT_IMPORT = gc.get_freeze_count()
 
 
 # ``sped_up`` replaces attributes of ERB's modules and classes and puts them back: two threads doing so at once
@@ -105,14 +107,23 @@ def _replaced(owner: type, name: str, replacement) -> Iterator[None]:
 
 @contextmanager
 def _collector_tuned() -> Iterator[None]:
+    """
+    Young collections less often, and the objects already there frozen out of the collector's passes, unless
+    the process froze objects itself (a server before it forks its workers): unfreezing takes every frozen
+    object back, which is the process's to do. (Python 3.12 starts with a few hundred objects in the frozen
+    generation: that count, read at import, is not a freeze of the process's.)
+    """
     thresholds = gc.get_threshold()
-    gc.freeze()
+    freezing = gc.get_freeze_count() <= _FROZEN_AT_IMPORT
+    if freezing:
+        gc.freeze()
     gc.set_threshold(_YOUNG_THRESHOLD, *thresholds[1:])
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if freezing:
+            gc.unfreeze()
 
 
 # -- ERB's openedx-filters hook ----------------------------------------------------------------------

@@ -248,6 +248,17 @@ def test_a_thread_speeding_erb_up_inside_its_own_speed_up_goes_on_and_leaves_erb
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
 
 
+def test_objects_the_host_process_froze_stay_frozen():
+    gc.freeze()  # as a server may before it forks its workers, to keep their pages shared
+    frozen = gc.get_freeze_count()
+    try:
+        with transformation.sped_up():
+            assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
 def test_a_filter_pipeline_on_the_actor_runs_on_every_call_as_in_erb(tracking_lines, settings):
     settings.OPEN_EDX_FILTERS_CONFIG = {
         ACTOR_FILTER: {"pipeline": [f"{__name__}.RenamedActor"], "fail_silently": False}
