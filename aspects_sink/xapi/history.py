@@ -328,14 +328,22 @@ def survey(source: LogSource, log_object: LogObject) -> LogSurvey:
 
 @dataclass(frozen=True)
 class DaySpan:
-    """Logs whose day (:attr:`LogObject.day`) is in ``[first, last]``; ``None`` leaves a side open."""
+    """
+    The logs that may hold events of the days ``[first, last]`` (``None`` leaves a side open): those whose day
+    (:attr:`LogObject.day`) is in ``[first, last + 1]``. logrotate's date extension names a log after the day
+    it rotated, and a log is last written when it rotates, so the events of a day's last hours are in a log of
+    the day after; a site that names logs after the day before (``dateyesterday``) gets a day more, whose
+    statements collapse with those imported or sent already.
+    """
 
     first: datetime.date | None = None
     last: datetime.date | None = None
 
     def __contains__(self, log_object: LogObject) -> bool:
         day = log_object.day
-        return (self.first is None or day >= self.first) and (self.last is None or day <= self.last)
+        return (self.first is None or day >= self.first) and (
+            self.last is None or day <= self.last + datetime.timedelta(days=1)
+        )
 
 
 def _take(counter) -> int:

@@ -106,6 +106,19 @@ def test_a_buckets_logs_arrive_once_with_the_live_routes_ids(
     assert history_ids(devstack_clickhouse, final=True) == live_ids()  # collapsed
 
 
+def test_to_date_takes_the_log_rotated_the_day_after_which_holds_that_days_last_events(
+    devstack_clickhouse, s3_environment, activity_lines, capsys
+):
+    bucket = new_bucket()
+    s3_environment.bucket_of_logs(bucket, rotated_logs(activity_lines, "", DAYS))
+
+    dry = run(f"s3://{bucket}/", "--from-date", DAYS[0], "--to-date", DAYS[0], "--dry-run", capsys=capsys)
+
+    # logrotate's date extension names a log after the day it rotated: the events up to that night
+    assert "tracking.log-20260101.gz" in dry and "tracking.log-20260102.gz" in dry
+    assert "tracking.log-20260103.gz" not in dry and "2 logs" in dry
+
+
 def test_wrong_credentials_and_a_missing_bucket_are_named_and_no_secret_is_shown(
     devstack_clickhouse, s3_environment, activity_lines, monkeypatch
 ):

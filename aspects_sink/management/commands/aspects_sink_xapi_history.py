@@ -65,8 +65,15 @@ class Command(BaseCommand):
             '"secret", "region", "host", "port", "secure"; for LOCAL "key" is the base directory',
         )
         parser.add_argument("--endpoint-url", help="an S3-compatible store for s3:// URLs (MinIO, Ceph, ...)")
-        parser.add_argument("--from-date", type=_day, help="only logs of this day or later (YYYY-MM-DD)")
-        parser.add_argument("--to-date", type=_day, help="only logs of this day or earlier (YYYY-MM-DD)")
+        parser.add_argument(
+            "--from-date", type=_day, help="only logs that may hold events of this day or later (YYYY-MM-DD)"
+        )
+        parser.add_argument(
+            "--to-date",
+            type=_day,
+            help="only logs that may hold events of this day or earlier (YYYY-MM-DD): the log named the day after "
+            "is read too, as logrotate names a log after the day it rotated",
+        )
         parser.add_argument("--resume", action="store_true", help="continue after what the checkpoints record")
         parser.add_argument(
             "--dry-run", "--dry_run", action="store_true", help="list the logs, sizes, lines and events; write nothing"
