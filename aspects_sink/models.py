@@ -297,8 +297,10 @@ class HistoryCheckpoint(models.Model):
 
     ``lines_done`` moves only after ClickHouse has acknowledged (or the statement queue has taken) the
     statements of those lines, so ``--resume`` continues after it, in another process or pod, without
-    sending a statement twice. A log whose size changed since is read again from its start. ``last_error``
-    says why a log could not be finished (a corrupt gzip member); the run went on with the others.
+    losing a statement; a batch acknowledged just before a kill, its checkpoint not yet saved, is sent again
+    and collapses with the first copy (same statement ids, ``ReplacingMergeTree``). A log whose size changed
+    since is read again from its start. ``last_error`` says why a log could not be finished (a corrupt gzip
+    member); the run went on with the others.
     """
 
     log_hash = models.CharField(max_length=64, primary_key=True, help_text="sha256 of the source and the key")
