@@ -150,6 +150,10 @@ def test_a_corrupt_object_is_reported_and_the_others_go_in(devstack_clickhouse, 
     s3_environment.client().put_object(Bucket=bucket, Key="tracking.log-20260102-corrupt.gz", Body=corrupt)
 
     with pytest.raises(CommandError, match="1 log could not be read to the end"):
+        call_command("aspects_sink_xapi_history", f"s3://{bucket}/", "--dry-run")
+    assert "corrupt gzip" in capsys.readouterr().out
+
+    with pytest.raises(CommandError, match="1 log could not be read to the end"):
         call_command("aspects_sink_xapi_history", f"s3://{bucket}/", "--no-progress", "--batch_size", "4")
     output = capsys.readouterr()
     assert f"s3://{bucket}/tracking.log-20260102-corrupt.gz: line " in output.err

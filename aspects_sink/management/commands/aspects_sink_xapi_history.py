@@ -155,6 +155,11 @@ class Command(BaseCommand):
             f"Dry run, nothing written: {len(logs):,} logs, {sum(log_object.size for log_object in logs):,} bytes, "
             f"{sum(row.lines for row in surveys):,} lines, {sum(row.events for row in surveys):,} events."
         )
+        unreadable = sum(bool(row.error) for row in surveys)
+        if unreadable:
+            raise CommandError(
+                f"{unreadable:,} log{'s' if unreadable != 1 else ''} could not be read to the end (listed above)"
+            )
 
     def _summary(self, report: HistoryReport) -> None:
         for problem in report.problems:
