@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from django.db import DatabaseError
 from event_routing_backends.processors.caliper import CALIPER_EVENTS_ENABLED
 from event_routing_backends.processors.caliper.transformer_processor import CaliperProcessor
 from event_routing_backends.processors.mixins.base_transformer_processor import BaseTransformerProcessorMixin
@@ -116,12 +117,15 @@ def transform(steps: XapiSteps, event: dict) -> list[StatementRow]:
     """
     The raw-table rows of the statements ERB makes of ``event`` (whose time is given back as a datetime first),
     none if it makes none (a statement without an object id). Raises TransformationError, naming the event,
-    when a transformer fails.
+    when a transformer fails, and Django's DatabaseError as it is when the LMS database does (the caller waits
+    and tries again: docs/decisions/0009).
     """
     event["timestamp"] = as_emitted(event.get("timestamp"))
     try:
         return [statement_row(statement) for statement in steps.transform(event)]
-    except Exception as error:  # whatever a transformer raises is about this event
+    except DatabaseError:
+        raise  # ERB's lookups query the LMS database: its failing (a deadlock, a lost connection) is not the event's
+    except Exception as error:  # whatever else a transformer raises is about this event
         raise TransformationError(event, f"{type(error).__name__}: {error}") from error
 
 

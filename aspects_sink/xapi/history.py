@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from event_routing_backends.management.commands.helpers.event_log_parser import parse_json_event
 
 from aspects_sink import erb
@@ -55,7 +55,15 @@ _CHECKPOINT_CHUNK = 500
 
 
 class HistoryError(Exception):
-    """The import cannot start (nothing to transform with), or it stopped (ClickHouse unavailable, a worker died)."""
+    """
+    The import cannot start (nothing to transform with), or it stopped (ClickHouse unavailable, the LMS database
+    failing under ERB's lookups, a worker died).
+    """
+
+
+def database_failed(error: DatabaseError) -> str:
+    """Why a run stopped when the LMS database failed: no event's fault, so none is reported as bad."""
+    return f"the LMS database failed ({type(error).__name__}: {error})"
 
 
 @dataclass
@@ -407,6 +415,8 @@ class HistoryImport:
                     self._in_processes(todo, progress)
                 else:
                     self._here(todo, progress)
+        except DatabaseError as error:  # ERB's lookups failing: no event's fault, the run stops for a --resume
+            raise HistoryError(database_failed(error)) from error
         finally:
             self.report.seconds = time.monotonic() - started
         progress.finish()
@@ -488,6 +498,8 @@ class HistoryImport:
                 results.put(("log", pid, report))
         except (TransportError, HistoryError) as error:
             results.put(("stopped", pid, str(error)))
+        except DatabaseError as error:
+            results.put(("stopped", pid, database_failed(error)))
         except BaseException as error:
             results.put(("stopped", pid, f"{type(error).__name__}: {error}"))
         finally:

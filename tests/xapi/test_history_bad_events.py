@@ -8,11 +8,14 @@ carries on past it.
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from common.djangoapps.student.helpers import create_user
 from devstack_tools import learner_activity as activity
 from django.core.management import CommandError, call_command
+from django.db import connection
+from openedx.core.djangoapps.external_user_ids.models import ExternalId
 from xmodule.modulestore.course_builder import create_course
 
 from tests.support.xapi import raw_rows
@@ -75,4 +78,25 @@ def test_events_erbs_parser_or_allow_list_choke_on_are_reported_and_the_rest_goe
     output = capsys.readouterr()
     for line in (6, 7, 8):
         assert f"{hostile_log} line {line}" in output.err
+    assert raw_rows(devstack_clickhouse) == 5
+
+
+def test_the_lms_database_failing_stops_the_import_for_a_resume_and_blames_no_event(devstack_clickhouse, db, tmp_path):
+    course = activity.CourseBlocks.of(create_course("LookupX", uuid.uuid4().hex[:8], "2026", "Lookups", blocks=60))
+    learner = create_user(f"lookup-{uuid.uuid4().hex[:8]}", "lookup@example.com")  # in no lookup's memo yet
+    with activity.recording() as events:
+        activity.emit(learner, course, activity.round_of_events(learner, course))
+    log = tmp_path / "tracking.log"
+    log.write_text("".join(activity.tracking_log_line(event) + "\n" for event in events))
+    table = ExternalId._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")  # ERB's anonymous-id lookup fails
+    try:
+        with pytest.raises(CommandError, match=r"the LMS database failed .*Run again with --resume"):
+            call_command("aspects_sink_xapi_history", str(log), "--no-progress")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+
+    call_command("aspects_sink_xapi_history", str(log), "--no-progress", "--resume")
     assert raw_rows(devstack_clickhouse) == 5

@@ -10,6 +10,7 @@ import copy
 import io
 import json
 import logging
+import uuid
 
 import pytest
 from common.djangoapps.student.helpers import create_user
@@ -17,6 +18,7 @@ from devstack_tools import learner_activity as activity
 from django.core.management import call_command
 from django.db import connection, transaction
 from event_routing_backends.processors.xapi.transformer_processor import XApiProcessor
+from openedx.core.djangoapps.external_user_ids.models import ExternalId
 from xmodule.modulestore.course_builder import create_course
 
 from aspects_sink import delivery
@@ -206,3 +208,21 @@ def test_a_statement_with_a_lone_surrogate_is_queued_and_reaches_clickhouse_as_e
         if "result" in json.loads(event) and "response" in json.loads(event)["result"]
     ]
     assert answers == ["lone \ud800 surrogate"]
+
+
+def test_the_lms_database_failing_while_erb_looks_a_learner_up_is_no_fault_of_the_events(devstack_clickhouse, course):
+    learner = create_user(f"lookup-{uuid.uuid4().hex[:8]}", "lookup@example.com")  # in no lookup's memo yet
+    activity.emit(learner, course, activity.round_of_events(learner, course))
+    table = ExternalId._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")  # ERB's anonymous-id lookup fails
+    try:
+        report = drain(devstack_clickhouse)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+
+    assert (report.delivered, report.parked) == (0, 0)
+    assert {(entry.state, entry.attempts) for entry in XapiStatement.objects.all()} == {(XapiStatement.PENDING, 0)}
+
+    assert drain(devstack_clickhouse).delivered == 5  # the database back: every statement goes in
