@@ -225,7 +225,7 @@ def _stopped(sink: Sink, queue: Queue, claimed: list[Claimed], error: Exception,
         report.next_run_in = queue.give_back(claimed, error, waits)
         health.record_failure(sink.name, SinkHealth.CONFIGURATION, str(error), pause=True)
         log.error(
-            "aspects_sink: %s is paused: ClickHouse is not set up as it needs (%s); nothing is lost, it resumes by "
+            "aspects_sink: %s is paused, its configuration is not as it needs (%s); nothing is lost, it resumes by "
             "itself once this is fixed",
             sink.name,
             error,

@@ -78,7 +78,7 @@ class XapiSteps:
         first = self.transformers[0] if self.transformers else None
         registry = getattr(first, "registry", None)
         if registry is not None:
-            if not XAPI_EVENTS_ENABLED.is_enabled():
+            if not xapi_switched_on():
                 return []
             events = [each for each in events if each.get("name") in registry.mapping]
         return events
@@ -89,6 +89,11 @@ class XapiSteps:
         for processor in self.transformers:
             events = processor(events)
         return events
+
+
+def xapi_switched_on() -> bool:
+    """Whether ERB's circuit breaker lets its xAPI processor make statements (``XAPI_EVENTS_ENABLED``)."""
+    return XAPI_EVENTS_ENABLED.is_enabled()
 
 
 def switched_off(backend) -> bool:

@@ -153,14 +153,19 @@ class XapiStatementSink(Sink):
 
 def transforming_steps() -> erb.XapiSteps:
     """
-    ERB's xapi router's transformer, as this process configured it. Without one, events wait (the sink pauses
-    as for a misconfigured ClickHouse) rather than be blamed: the worker's configuration is at fault.
+    ERB's xapi router's transformer, as this process configured it. Without one, or with ERB's circuit breaker
+    (``XAPI_EVENTS_ENABLED``) off, events wait (the sink pauses as for a misconfigured ClickHouse) rather than
+    be blamed: the worker's configuration is at fault, or an operator stopped xAPI for a while.
     """
     router = erb.xapi_router()
     if router is None:
         raise ClickHouseMisconfigured(
             f"event-routing-backends' {erb.TRANSFORMER_BACKEND}.{erb.XAPI_CHILD} tracking backend is missing in "
             "this worker: its xAPI events wait until it is configured"
+        )
+    if not erb.xapi_switched_on():
+        raise ClickHouseMisconfigured(
+            "event-routing-backends' XAPI_EVENTS_ENABLED is off in this worker: its xAPI events wait until it is on"
         )
     return erb.XapiSteps.of(router)
 

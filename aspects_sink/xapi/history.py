@@ -377,6 +377,8 @@ class HistoryImport:
         days: DaySpan = DaySpan(),
     ):
         xapi_router()  # fails before anything is listed when ERB is not set up
+        if not erb.xapi_switched_on():
+            raise HistoryError("event-routing-backends' XAPI_EVENTS_ENABLED is off: it would make no statement")
         self.source = source
         self.transport_factory = transport_factory
         self.batch_size = batch_size

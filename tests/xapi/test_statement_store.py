@@ -7,6 +7,7 @@ statements ClickHouse rejects, are parked in a bounded, listed, replayable dead-
 from __future__ import annotations
 
 import copy
+import datetime
 import io
 import json
 import logging
@@ -226,3 +227,21 @@ def test_the_lms_database_failing_while_erb_looks_a_learner_up_is_no_fault_of_th
     assert {(entry.state, entry.attempts) for entry in XapiStatement.objects.all()} == {(XapiStatement.PENDING, 0)}
 
     assert drain(devstack_clickhouse).delivered == 5  # the database back: every statement goes in
+
+
+def test_events_queued_before_erbs_circuit_breaker_went_off_wait_for_it(
+    devstack_clickhouse, course, learners, settings
+):
+    do_a_round(course, learners[:1])
+    settings.XAPI_EVENTS_ENABLED = False  # an operator stops xAPI while five events wait
+
+    report = drain(devstack_clickhouse)
+
+    assert (report.delivered, report.parked) == (0, 0)
+    assert {(entry.state, entry.attempts) for entry in XapiStatement.objects.all()} == {(XapiStatement.PENDING, 0)}
+    paused = SinkHealth.objects.get(sink=SINK_NAME)
+    assert paused.paused_since and "XAPI_EVENTS_ENABLED is off" in paused.last_error
+
+    settings.XAPI_EVENTS_ENABLED = True
+    SinkHealth.objects.filter(sink=SINK_NAME).update(last_error_at=paused.paused_since - datetime.timedelta(days=1))
+    assert drain(devstack_clickhouse).delivered == 5  # the next probe: every statement goes in

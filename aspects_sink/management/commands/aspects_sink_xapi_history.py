@@ -112,9 +112,10 @@ class Command(BaseCommand):
         except SourceError as error:
             raise CommandError(str(error)) from error
         except (TransportError, HistoryError, KeyboardInterrupt) as error:
-            if "job" in locals():
-                self._summary(job.report)
             reason = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+            if "job" not in locals():  # it could not start: nothing to resume
+                raise CommandError(reason) from error
+            self._summary(job.report)
             raise CommandError(f"{reason}. Run again with --resume to continue.") from error
         self._summary(report)
         if not report.complete:
