@@ -152,7 +152,12 @@ class Queue:
         return len(rows)
 
     def _not_recorded(self, count: int, described: str, error: Exception) -> None:
-        """Entries could not be recorded: log them at ERROR (their only trace) and count them in the sink's health."""
+        """
+        Entries could not be recorded: log them at ERROR (their only trace) and count them in the sink's health
+        once the platform's transaction commits. Counting them inside it would lock the sink's health row until
+        the request ends, and every other request failing alike would wait on that lock; a transaction that
+        rolls back lost no change to count.
+        """
         log.error(
             "aspects_sink: could not record %d %s change(s) in the outbox (%s): %s; they are sent with the "
             "next change of the object or a backfill",
@@ -161,7 +166,8 @@ class Queue:
             described,
             error,
         )
-        health.record_outbox_failure(self.name, count, f"{type(error).__name__}: {error}")
+        message = f"{type(error).__name__}: {error}"
+        transaction.on_commit(lambda: health.record_outbox_failure(self.name, count, message), robust=True)
 
     def claim(self, limit: int) -> list[Claimed]:
         """
