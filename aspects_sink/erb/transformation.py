@@ -25,7 +25,7 @@ avoids for the length of an import or of one batch of the drain, with the same r
   (its setter stores it under ``_name``), and serialising runs a second pass over each object's values to drop
   the ``None`` ones. Both run as tincan's own code would, with the allowed names of a class kept as a set and
   serialising done in one pass (:func:`_set_attribute`, :func:`_as_version`); anything else (a name tincan
-  refuses, a list-like object) goes to tincan's own code. A fifth less transformation time, measured.
+  refuses, a list- or dict-like object) goes to tincan's own code. A fifth less transformation time, measured.
 
 What remains is ERB's transformers themselves (its ``get_data`` lookups, the events' extensions), tincan's
 setters checking and converting every value, and JSON: a statement is serialised by tincan, parsed again by

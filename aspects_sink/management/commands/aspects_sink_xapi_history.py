@@ -30,6 +30,11 @@ from aspects_sink.xapi.sources import (
 )
 
 
+def _counted(count: int, noun: str) -> str:
+    """``1 log``, ``2 logs``."""
+    return f"{count:,} {noun}{'s' if count != 1 else ''}"
+
+
 def _day(text: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)
@@ -120,8 +125,8 @@ class Command(BaseCommand):
         self._summary(report)
         if not report.complete:
             raise CommandError(
-                f"{report.failed:,} event{'s' if report.failed != 1 else ''} could not be imported and "
-                f"{len(report.unreadable):,} log{'s' if len(report.unreadable) != 1 else ''} could not be read "
+                f"{_counted(report.failed, 'event')} could not be imported and "
+                f"{_counted(len(report.unreadable), 'log')} could not be read "
                 "to the end (listed above); the rest is imported."
             )
 
@@ -158,9 +163,7 @@ class Command(BaseCommand):
         )
         unreadable = sum(bool(row.error) for row in surveys)
         if unreadable:
-            raise CommandError(
-                f"{unreadable:,} log{'s' if unreadable != 1 else ''} could not be read to the end (listed above)"
-            )
+            raise CommandError(f"{_counted(unreadable, 'log')} could not be read to the end (listed above)")
 
     def _summary(self, report: HistoryReport) -> None:
         for problem in report.problems:
