@@ -94,7 +94,8 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
     A batch smaller than the queue's batch size (``ASPECTS_SINK_BATCH_SIZE``, and at most the sink's
     ``objects_per_batch`` for sinks that fan out into many rows) means the backlog is gone: the drain stops
     and, if entries arrived meanwhile, asks to run again after the sink's drain interval, so a steady stream
-    of changes becomes about one INSERT per table per interval instead of one per change.
+    of changes becomes about one INSERT per table per interval instead of one per change. A fan-out sink
+    writes each object once per drain (:func:`_once_per_drain`).
     """
     sink, queue = get_sink(sink_name), outbox.queue(sink_name)
     transport = transport or get_transport()
@@ -106,25 +107,45 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
     _alarm_if_too_long(queue)
     batch_size = min(queue.batch_size, sink.objects_per_batch or queue.batch_size)
     started = time.monotonic()
+    written_objects: set[str] = set()
     while True:
         claimed = queue.claim(batch_size)
         if not claimed:
             break
         full = len(claimed) == batch_size
-        if sink.objects_per_batch:
-            claimed += queue.claim_same_objects(claimed)
         if not sink.is_enabled():
             log.info("aspects_sink: %s is disabled; dropping %d outbox entries", sink_name, len(claimed))
             queue.acknowledge(claimed, whole_lease=True)
             continue
+        if sink.objects_per_batch:
+            claimed = _once_per_drain(
+                sink, queue, claimed + queue.claim_same_objects(claimed), written_objects, started
+            )
         # Splitting ends within the drain's budget and well within the lease, so no other worker re-claims.
         seconds = min(time_budget - (time.monotonic() - started), LEASE.total_seconds() / 2)
-        if not _deliver(sink, queue, claimed, transport, report, seconds=seconds):
+        if claimed and not _deliver(sink, queue, claimed, transport, report, seconds=seconds):
             return report
         if not full or time.monotonic() - started > time_budget:
             break
     report.next_run_in = _next_run_in(sink, report, time.monotonic() - started)
     return report
+
+
+def _once_per_drain(
+    sink: Sink, queue: Queue, claimed: list[Claimed], written_objects: set[str], started: float
+) -> list[Claimed]:
+    """
+    A fan-out sink writes an object at most once per drain: its write is a whole course's dump. Entries of an
+    object this drain already wrote (a course published again while the drain dumped it) get their try back
+    and wait until the next drain may start, one drain interval after this one started; the rest are returned
+    to be written, and their objects recorded in ``written_objects``.
+    """
+    again = [entry for entry in claimed if entry.object_id in written_objects]
+    if again:
+        queue.release(again, max(sink.drain_interval - (time.monotonic() - started), 0.0))
+    first = [entry for entry in claimed if entry.object_id not in written_objects]
+    written_objects.update(entry.object_id for entry in first)
+    return first
 
 
 def _alarm_if_too_long(queue: Queue) -> None:

@@ -178,3 +178,33 @@ def test_a_publishing_storm_is_one_write_however_many_entries_it_left(embedded_c
         "SELECT uniqExact(version) FROM event_sink.course_overviews WHERE course_key = {c:String}", {"c": str(course)}
     )
     assert versions == [(1,)]
+
+
+def test_a_course_published_again_during_its_dump_waits_for_the_next_drain(embedded_clickhouse, settings):
+    """
+    A storm under load: the drain finds a full batch of one course's publications, and more arrive while it
+    dumps them. Those wait for the next drain, an interval after this one started, instead of being dumped
+    again at once by the same drain (a course is dumped at most once per interval, whatever drain it is in).
+    """
+    from xmodule.modulestore.course_builder import create_course
+
+    settings.ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS = 30
+    course = create_course("StormY", "S1", "2026", blocks=5)
+    for _ in range(12):
+        outbox.enqueue("course_overviews", [str(course)])
+
+    class PublishingDuringTheDump(CountingTransport):
+        def insert(self, batch, settings=None):
+            if self.inserts == 0:
+                outbox.enqueue("course_overviews", [str(course)])  # the author publishes again meanwhile
+            return super().insert(batch, settings)
+
+    report = delivery.drain("course_overviews", PublishingDuringTheDump(embedded_clickhouse))
+
+    versions = embedded_clickhouse.rows(
+        "SELECT uniqExact(version) FROM event_sink.course_overviews WHERE course_key = {c:String}", {"c": str(course)}
+    )
+    assert versions == [(1,)]
+    waiting = OutboxEntry.objects.filter(sink="course_overviews")
+    assert waiting.count() == 1 and waiting.get().attempts == 0  # its try given back: it was never sent
+    assert report.next_run_in == pytest.approx(30, abs=5)
