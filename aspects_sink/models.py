@@ -299,14 +299,15 @@ class HistoryCheckpoint(models.Model):
     statements of those lines, so ``--resume`` continues after it, in another process or pod, without
     losing a statement; a batch acknowledged just before a kill, its checkpoint not yet saved, is sent again
     and collapses with the first copy (same statement ids, ``ReplacingMergeTree``). A log whose size changed
-    since is read again from its start. ``last_error`` says why a log could not be finished (a corrupt gzip
-    member); the run went on with the others.
+    since, or written again since (``modified``), is read again from its start. ``last_error`` says why a log
+    could not be finished (a corrupt gzip member); the run went on with the others.
     """
 
     log_hash = models.CharField(max_length=64, primary_key=True, help_text="sha256 of the source and the key")
     source = models.CharField(max_length=255, help_text="s3://bucket, or file")
     key = models.TextField(help_text="the object's key, or the file's path")
     size = models.PositiveBigIntegerField()
+    modified = models.DateTimeField(null=True, help_text="when the log was last written, as this run found it")
     lines_done = models.PositiveBigIntegerField(default=0)
     statements = models.PositiveBigIntegerField(default=0)
     failed = models.PositiveBigIntegerField(default=0, help_text="events that could not be imported")

@@ -129,15 +129,25 @@ def _log_hash(log_object: LogObject) -> str:
 
 
 def lines_done(logs: Sequence[LogObject]) -> dict[str, int]:
-    """Per log hash, lines an earlier run finished; a log whose size changed since starts over."""
+    """Per log hash, lines an earlier run finished; a log whose size changed since, or written since, starts over."""
     done: dict[str, int] = {}
     by_hash = {_log_hash(log_object): log_object for log_object in logs}
     hashes = list(by_hash)
     for start in range(0, len(hashes), _CHECKPOINT_CHUNK):
         for checkpoint in HistoryCheckpoint.objects.filter(pk__in=hashes[start : start + _CHECKPOINT_CHUNK]):
-            if checkpoint.size == by_hash[checkpoint.pk].size:
+            if _same_log(checkpoint, by_hash[checkpoint.pk]):
                 done[checkpoint.pk] = -1 if checkpoint.finished else checkpoint.lines_done
     return done
+
+
+def _same_log(checkpoint: HistoryCheckpoint, log_object: LogObject) -> bool:
+    """
+    Whether the checkpoint was made of the log as it is now: the same size, last written at the same time (to
+    the second: S3 keeps no finer time; a checkpoint saved before times were kept is taken on its size).
+    """
+    if checkpoint.size != log_object.size:
+        return False
+    return checkpoint.modified is None or abs((checkpoint.modified - log_object.modified).total_seconds()) < 1
 
 
 def forget(logs: Sequence[LogObject]) -> None:
@@ -154,6 +164,7 @@ def _save(report: LogReport, lines: int, *, finished: bool) -> None:
             "source": report.log.source,
             "key": report.log.key,
             "size": report.log.size,
+            "modified": report.log.modified,
             "lines_done": lines,
             "statements": report.statements,
             "failed": report.failed,

@@ -198,3 +198,20 @@ def test_a_connection_broken_while_an_object_streams_reports_that_log_and_keeps_
     assert report.error.startswith("s3://logs/tracking.log-20260101.gz: the connection broke")
     assert report.statements == 30  # the lines of the reads before the break, imported
     assert set(history_ids(devstack_clickhouse)) == set(live_ids())
+
+
+def test_a_log_rewritten_since_its_checkpoint_is_read_again_from_its_start(
+    devstack_clickhouse, activity_lines, tmp_path, capsys
+):
+    """A checkpoint belongs to one state of its log: the same size, rewritten later, is another log."""
+    import os
+
+    log = tmp_path / "tracking.log"
+    log.write_text("\n".join(activity_lines[:10]) + "\n")
+    assert "10 lines read" in run(str(log), capsys=capsys)
+    assert "0 lines read" in run(str(log), "--resume", capsys=capsys)
+
+    log.write_text("\n".join(reversed(activity_lines[:10])) + "\n")  # as many bytes, written again
+    later = log.stat().st_mtime + 60
+    os.utime(log, (later, later))
+    assert "10 lines read" in run(str(log), "--resume", capsys=capsys)
