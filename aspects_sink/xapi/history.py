@@ -317,6 +317,16 @@ class LogImporter:
         report.statements += len(rows)
 
 
+def ready_to_transform() -> None:
+    """
+    Fail before anything is listed or read when ERB is not set up (no ``xapi`` backend), or when its circuit
+    breaker is off: every event would be skipped, and a run or a dry run would count none.
+    """
+    xapi_router()
+    if not erb.xapi_switched_on():
+        raise HistoryError("event-routing-backends' XAPI_EVENTS_ENABLED is off: it would make no statement")
+
+
 @dataclass(frozen=True)
 class LogSurvey:
     """``--dry-run``: a log's lines and the events in it that would be transformed, read but not imported."""
@@ -387,9 +397,7 @@ class HistoryImport:
         workers: int = 1,
         days: DaySpan = DaySpan(),
     ):
-        xapi_router()  # fails before anything is listed when ERB is not set up
-        if not erb.xapi_switched_on():
-            raise HistoryError("event-routing-backends' XAPI_EVENTS_ENABLED is off: it would make no statement")
+        ready_to_transform()
         self.source = source
         self.transport_factory = transport_factory
         self.batch_size = batch_size

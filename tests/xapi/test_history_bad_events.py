@@ -102,7 +102,10 @@ def test_the_lms_database_failing_stops_the_import_for_a_resume_and_blames_no_ev
     assert raw_rows(devstack_clickhouse) == 5
 
 
-def test_an_import_with_erbs_circuit_breaker_off_says_so_instead_of_skipping_every_event(tracking_log, settings):
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)], ids=["import", "dry-run"])
+def test_an_import_with_erbs_circuit_breaker_off_says_so_instead_of_skipping_every_event(
+    tracking_log, settings, dry_run
+):
     settings.XAPI_EVENTS_ENABLED = False
     with pytest.raises(CommandError, match=r"XAPI_EVENTS_ENABLED is off: it would make no statement$"):
-        call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress")
+        call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress", *dry_run)
