@@ -121,9 +121,11 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
             claimed = _once_per_drain(
                 sink, queue, claimed + queue.claim_same_objects(claimed), written_objects, started
             )
+            if not claimed:
+                break  # all written by this drain already: the next drain takes them (released, maybe due now)
         # Splitting ends within the drain's budget and well within the lease, so no other worker re-claims.
         seconds = min(time_budget - (time.monotonic() - started), LEASE.total_seconds() / 2)
-        if claimed and not _deliver(sink, queue, claimed, transport, report, seconds=seconds):
+        if not _deliver(sink, queue, claimed, transport, report, seconds=seconds):
             return report
         if not full or time.monotonic() - started > time_budget:
             break

@@ -208,3 +208,35 @@ def test_a_course_published_again_during_its_dump_waits_for_the_next_drain(embed
     waiting = OutboxEntry.objects.filter(sink="course_overviews")
     assert waiting.count() == 1 and waiting.get().attempts == 0  # its try given back: it was never sent
     assert report.next_run_in == pytest.approx(30, abs=5)
+
+
+def test_a_drain_past_its_interval_leaves_a_storms_new_publications_to_the_next_drain(
+    embedded_clickhouse, settings, monkeypatch
+):
+    """
+    A dump longer than the interval, and a full batch of new publications of the same course meanwhile: they
+    are due at once, but for the next drain; this one stops instead of claiming and releasing them in a loop.
+    """
+    from xmodule.modulestore.course_builder import create_course
+
+    settings.ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS = 0
+    course = create_course("StormZ", "S1", "2026", blocks=5)
+    for _ in range(10):  # a full batch: the drain claims again after it
+        outbox.enqueue("course_overviews", [str(course)])
+
+    class ManyPublicationsDuringTheDump(CountingTransport):
+        def insert(self, batch, settings=None):
+            if self.inserts == 0:
+                for _ in range(12):
+                    outbox.enqueue("course_overviews", [str(course)])
+            return super().insert(batch, settings)
+
+    claims = []
+    claim = outbox.Queue.claim
+    monkeypatch.setattr(outbox.Queue, "claim", lambda queue, limit: claims.append(limit) or claim(queue, limit))
+
+    report = delivery.drain("course_overviews", ManyPublicationsDuringTheDump(embedded_clickhouse), time_budget=3)
+
+    assert len(claims) == 2  # the first publications; then the storm's, left for the next drain
+    assert OutboxEntry.objects.filter(sink="course_overviews", attempts=0).count() == 12
+    assert report.next_run_in == 0
