@@ -85,6 +85,34 @@ def after_write(sink: Sink, object_ids: Sequence[Any], writes: Sequence[Any]) ->
     Called once a batch's writes are acknowledged: queue retirement again for retired users it wrote
     personal data of, and note when a retirement's mutations all finished.
     """
+    raced = _queue_raced(sink, writes)
+    if sink.name == RETIREMENT_SINK and any(isinstance(write, Statement) for write in writes):
+        done = {int(user_id) for user_id in object_ids} - raced
+        RetiredUser.objects.filter(user_id__in=sorted(done)).update(scrubbed_at=timezone.now())
+
+
+def after_failed_write(sink: Sink, attempted: Sequence[Any]) -> None:
+    """
+    Called when a write raised: the writes attempted, the failing one included, may have landed (a timeout
+    after ClickHouse applied an INSERT; a later table failing after earlier tables' rows were written), and
+    the retry reads the learner with the exclusion, writes nothing personal and so would never queue the
+    retirement again. So look at them as :func:`after_write` does. Nothing is marked scrubbed: the writes did
+    not all finish. Never raises: the look may fail as well (the LMS database may be what failed), and the
+    caller re-raises its own error, which decides what happens to the batch.
+    """
+    try:
+        _queue_raced(sink, attempted)
+    except Exception as error:
+        log.warning(
+            "aspects_sink: %s failed a write and could not look at what it may have written of retired users "
+            "(%s); aspects_sink_retirement_check finds what stays",
+            sink.name,
+            error,
+        )
+
+
+def _queue_raced(sink: Sink, writes: Sequence[Any]) -> set[int]:
+    """Queue retirement again for recorded retired users these writes carry personal data of; return them."""
     raced = retired_users_in(writes)
     if raced:
         log.warning(
@@ -95,9 +123,7 @@ def after_write(sink: Sink, object_ids: Sequence[Any], writes: Sequence[Any]) ->
             sorted(raced)[:20],
         )
         record(raced)
-    if sink.name == RETIREMENT_SINK and any(isinstance(write, Statement) for write in writes):
-        done = {int(user_id) for user_id in object_ids} - raced
-        RetiredUser.objects.filter(user_id__in=sorted(done)).update(scrubbed_at=timezone.now())
+    return raced
 
 
 # Members of an xAPI actor that identify a person (ERB's IFI types other than the anonymous account, and a name).
