@@ -209,8 +209,9 @@ class _S3Errors:
 class _ObjectStream:
     """
     An object's body as it streams in. A connection that breaks or times out meanwhile is a SourceError naming
-    the object (botocore raises its own errors, which neither the gzip reader nor the import would know), so
-    that log is reported, its lines before the break kept, and the others go on.
+    the object, so that log is reported, its lines before the break kept, and the others go on. botocore wraps
+    urllib3's timeouts and protocol errors in its own, but lets others through (a TLS record that fails to
+    decrypt is urllib3's SSLError): neither the gzip reader nor the import would know any of them.
     """
 
     def __init__(self, body, name: str):
@@ -219,10 +220,11 @@ class _ObjectStream:
 
     def read(self, size: int = -1) -> bytes:
         from botocore.exceptions import BotoCoreError  # noqa: PLC0415 - only an import from object storage needs it
+        from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
         try:
             return self.body.read(size if size >= 0 else None)
-        except BotoCoreError as error:
+        except (BotoCoreError, HTTPError, OSError) as error:
             raise SourceError(f"{self.name}: the connection broke while reading it ({error})") from None
 
     def close(self) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
+import socket
+import ssl
+import subprocess
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -163,7 +166,10 @@ def test_a_corrupt_object_is_reported_and_the_others_go_in(devstack_clickhouse, 
 
 
 class CutShort(BaseHTTPRequestHandler):
-    """An S3 endpoint whose connection breaks while an object streams: it promises more bytes than it sends."""
+    """
+    An S3 endpoint whose connection breaks while an object streams: it promises more bytes than it sends. Over
+    TLS, what comes instead is a record that fails to decrypt, as a broken proxy's would.
+    """
 
     body = b""
 
@@ -172,21 +178,46 @@ class CutShort(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(self.body) + 10_000))
         self.end_headers()
         self.wfile.write(self.body)
+        self.wfile.flush()
+        if isinstance(self.connection, ssl.SSLSocket):  # an application-data record of garbage, under TLS
+            socket.socket.sendall(self.connection, b"\x17\x03\x03\x00\x20" + bytes(range(32)))
         self.close_connection = True  # the rest never comes
 
     def log_message(self, *args):
         pass
 
 
+@pytest.fixture
+def loopback_certificate(tmp_path, monkeypatch):
+    """A certificate for 127.0.0.1 that boto3 trusts (``AWS_CA_BUNDLE``): (certificate, key) files."""
+    certificate, key = tmp_path / "loopback.pem", tmp_path / "loopback.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate))
+    return certificate, key
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_connection_broken_while_an_object_streams_reports_that_log_and_keeps_its_lines(
-    devstack_clickhouse, activity_lines
+    devstack_clickhouse, activity_lines, scheme, request
 ):
+    """Over TLS, a broken record is urllib3's SSLError, which botocore lets through: the log is reported the same."""
     events = gzip.compress(b"".join(line.encode() + b"\n" for line in activity_lines))
     CutShort.body = events + gzip.compress(b"\n" * 3 * 2**20, compresslevel=0)  # blank lines, read a MiB at a time
     server = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    if scheme == "https":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*request.getfixturevalue("loopback_certificate"))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        endpoint = f"http://127.0.0.1:{server.server_port}"
+        endpoint = f"{scheme}://127.0.0.1:{server.server_port}"
         source = S3Source(S3Location("logs", endpoint_url=endpoint, access_key="key", secret_key="secret"))
         log = LogObject(source.url, "tracking.log-20260101.gz", len(CutShort.body) + 10_000, datetime.datetime.now())
         importer = LogImporter(source, devstack_clickhouse, batch_size=100, sleep_time=0)
