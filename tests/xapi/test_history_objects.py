@@ -219,7 +219,9 @@ def test_a_connection_broken_while_an_object_streams_reports_that_log_and_keeps_
     try:
         endpoint = f"{scheme}://127.0.0.1:{server.server_port}"
         source = S3Source(S3Location("logs", endpoint_url=endpoint, access_key="key", secret_key="secret"))
-        log = LogObject(source.url, "tracking.log-20260101.gz", len(CutShort.body) + 10_000, datetime.datetime.now())
+        log = LogObject(
+            source.url, "tracking.log-20260101.gz", len(CutShort.body) + 10_000, datetime.datetime.now(datetime.UTC)
+        )
         importer = LogImporter(source, devstack_clickhouse, batch_size=100, sleep_time=0)
 
         report = importer.import_log(log, 0, lambda *_: None)
