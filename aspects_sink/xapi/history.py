@@ -368,11 +368,31 @@ class DaySpan:
     first: datetime.date | None = None
     last: datetime.date | None = None
 
+    @property
+    def described(self) -> str:
+        """The days in an error's words (empty for all days)."""
+        if self.first and self.last:
+            return f" of {self.first} to {self.last}"
+        if self.first or self.last:
+            return f" of {self.first} or later" if self.first else f" of {self.last} or earlier"
+        return ""
+
     def __contains__(self, log_object: LogObject) -> bool:
         day = log_object.day
         return (self.first is None or day >= self.first) and (
             self.last is None or day <= self.last + datetime.timedelta(days=1)
         )
+
+
+def logs_to_read(source: LogSource, days: DaySpan) -> list[LogObject]:
+    """
+    The source's logs that may hold events of those days, in order. None is an error (SourceError), not an
+    import of nothing: a mistyped prefix or days outside the logs would otherwise succeed having done nothing.
+    """
+    logs = [log_object for log_object in source.objects() if log_object in days]
+    if not logs:
+        raise SourceError(f"no tracking log{days.described} in {source.where}")
+    return logs
 
 
 def _take(counter) -> int:
@@ -407,17 +427,13 @@ class HistoryImport:
         self.days = days
         self.report = HistoryReport()
 
-    def logs(self) -> list[LogObject]:
-        """The logs to import, in order; raises SourceError."""
-        return [log_object for log_object in self.source.objects() if log_object in self.days]
-
     def run(self, progress: ProgressReporter) -> HistoryReport:
         """
         Import every log; raises HistoryError or TransportError (or KeyboardInterrupt) with the checkpoints
         saved, after which ``resume`` continues.
         """
         started = time.monotonic()
-        logs = self.logs()
+        logs = logs_to_read(self.source, self.days)
         if not self.resume:
             forget(logs)
         done = lines_done(logs)

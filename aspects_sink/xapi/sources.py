@@ -21,12 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import urlsplit
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_SIZE = 1024 * 1024
-# The day in a rotated log's name: tracking.log-20240102.gz, tracking.log-2024-01-02-1704153600.gz, ...
-_DAY_IN_NAME = re.compile(r"(?<!\d)(20\d\d)-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
+# A day in a log's key: tracking.log-20240102.gz, tracking.log-2024-01-02-1704153600.gz, 2024/01/02/part-1.gz
+_DAY_IN_KEY = re.compile(r"(?<!\d)(20\d\d)([-/]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])(?!\d)")
+# libcloud's LOCAL driver leaves these folders of its own out of a container's listing.
+_LIBCLOUD_FOLDERS = {".lock", ".hash"}
 # event-routing-backends' transform_tracking_logs names libcloud providers; these are the ones read here.
 ERB_PROVIDERS = ("LOCAL", "S3", "MINIO")
 
@@ -55,15 +56,27 @@ class LogObject:
 
     @property
     def day(self) -> datetime.date:
-        """The day in its name (logrotate's date extension), else the day it was last modified."""
-        found = _DAY_IN_NAME.search(self.key.rsplit("/", 1)[-1])
-        if found:
-            return datetime.date(*(int(part) for part in found.groups()))
+        """
+        The day in its name (logrotate's date extension), else in its folders (``2024/01/02/``, as log shippers
+        write), else the day it was last written. Digits that name no day (``20241131``) are no date.
+        """
+        folders, _, name = self.key.rpartition("/")
+        for part in (name, folders):
+            for found in _DAY_IN_KEY.finditer(part):
+                year, _, month, day = found.groups()
+                try:
+                    return datetime.date(int(year), int(month), int(day))
+                except ValueError:
+                    continue
         return self.modified.date()
 
 
 class LogSource(Protocol):
     """What the import needs of a place holding logs."""
+
+    @property
+    def where(self) -> str:
+        """Where the logs are looked for, as errors name it (``s3://bucket/prefix``, a directory, files)."""
 
     def objects(self) -> list[LogObject]:
         """Every log, in the order to import them; raises SourceError."""
@@ -73,16 +86,27 @@ class LogSource(Protocol):
 
 
 class FileSource:
-    """Files given one by one (kept in that order), or the files of a directory whose names start with a prefix."""
+    """
+    Files given one by one (kept in that order), or the files of a directory tree whose paths in it start with a
+    prefix, as libcloud's LOCAL driver lists a container for ``transform_tracking_logs`` (in path order).
+    """
 
-    def __init__(self, paths: list[Path]):
+    def __init__(self, paths: list[Path], where: str = ""):
         self.paths = paths
+        self.where = where or ", ".join(str(path) for path in paths)
 
     @classmethod
     def directory(cls, directory: Path, prefix: str = "") -> FileSource:
         if not directory.is_dir():
             raise SourceError(f"no such directory: {directory}")
-        return cls(sorted(path for path in directory.iterdir() if path.is_file() and path.name.startswith(prefix)))
+        found = []
+        for folder, subfolders, files in os.walk(directory):
+            subfolders[:] = [name for name in subfolders if name not in _LIBCLOUD_FOLDERS]
+            for name in files:
+                path = Path(folder, name)
+                if path.relative_to(directory).as_posix().startswith(prefix):
+                    found.append(path)
+        return cls(sorted(found, key=lambda path: path.relative_to(directory).as_posix()), str(directory / prefix))
 
     def objects(self) -> list[LogObject]:
         missing = [str(path) for path in self.paths if not path.is_file()]
@@ -149,6 +173,10 @@ class S3Source:
     def url(self) -> str:
         return f"s3://{self.location.bucket}"
 
+    @property
+    def where(self) -> str:
+        return f"{self.url}/{self.location.prefix}"
+
     def objects(self) -> list[LogObject]:
         with self._errors():
             pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -173,7 +201,7 @@ class S3Source:
 class _S3Errors:
     """boto3's errors as one line an operator can act on, naming the bucket (or object) and never a secret."""
 
-    REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"}
+    REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 
     def __init__(self, location: S3Location, what: str):
         self.location = location
@@ -198,6 +226,11 @@ class _S3Errors:
                 raise SourceError(f"bucket {self.location.bucket!r} does not exist") from None
             if code == "NoSuchKey":
                 raise SourceError(f"{self.what}: no such object") from None
+            if code == "AccessDenied":
+                raise SourceError(
+                    f"{self.what}: S3 denied access ({code}): the credentials were accepted, but may not list or read "
+                    "these objects (s3:ListBucket, s3:GetObject; a bucket policy, or a KMS key the role may not use)"
+                ) from None
             if code in self.REFUSED:
                 raise SourceError(f"{self.what}: S3 refused the credentials ({code})") from None
             raise SourceError(f"{self.what}: S3 error {code or error}") from None
@@ -235,10 +268,10 @@ def source_from_argument(argument: str, endpoint_url: str | None = None) -> LogS
     """A positional argument: ``s3://bucket/prefix`` or a file's path."""
     if not argument.startswith("s3://"):
         return FileSource([Path(argument)])
-    parts = urlsplit(argument)
-    if not parts.netloc:
+    bucket, _, prefix = argument.removeprefix("s3://").partition("/")  # as written: '#' and '?' are in keys
+    if not bucket:
         raise SourceError(f"{argument}: no bucket in the URL")
-    return S3Source(S3Location(parts.netloc, parts.path.lstrip("/"), endpoint_url=endpoint_url))
+    return S3Source(S3Location(bucket, prefix, endpoint_url=endpoint_url))
 
 
 def source_from_erb_options(provider: str, config: str) -> LogSource:

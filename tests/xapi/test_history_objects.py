@@ -248,3 +248,17 @@ def test_a_log_rewritten_since_its_checkpoint_is_read_again_from_its_start(
     later = log.stat().st_mtime + 60
     os.utime(log, (later, later))
     assert "10 lines read" in run(str(log), "--resume", capsys=capsys)
+
+
+def test_a_prefix_or_days_with_no_log_is_an_error_naming_where_it_looked(
+    devstack_clickhouse, s3_environment, activity_lines
+):
+    """An import of nothing is no success: a prefix mistyped, or days outside the logs, says so."""
+    bucket = new_bucket()
+    s3_environment.bucket_of_logs(bucket, rotated_logs(activity_lines, "tracking/", DAYS))
+
+    for dry_run in ((), ("--dry-run",)):
+        with pytest.raises(CommandError, match=rf"^no tracking log in s3://{bucket}/trackign/$"):
+            call_command("aspects_sink_xapi_history", f"s3://{bucket}/trackign/", "--no-progress", *dry_run)
+    with pytest.raises(CommandError, match=rf"^no tracking log of 2027-01-01 or later in s3://{bucket}/tracking/$"):
+        call_command("aspects_sink_xapi_history", f"s3://{bucket}/tracking/", "--from-date", "2027-01-01")

@@ -19,7 +19,15 @@ from aspects_sink.management.commands.dump_data_to_clickhouse import VerbatimOut
 from aspects_sink.management.options import add_connection_arguments, transport_from_options
 from aspects_sink.progress import SummaryColumn, format_table, progress_reporter
 from aspects_sink.transport import TransportError
-from aspects_sink.xapi.history import DaySpan, HistoryError, HistoryImport, HistoryReport, ready_to_transform, survey
+from aspects_sink.xapi.history import (
+    DaySpan,
+    HistoryError,
+    HistoryImport,
+    HistoryReport,
+    logs_to_read,
+    ready_to_transform,
+    survey,
+)
 from aspects_sink.xapi.sources import (
     ERB_PROVIDERS,
     FileSource,
@@ -147,7 +155,7 @@ class Command(BaseCommand):
 
     def _dry_run(self, source: LogSource, days: DaySpan) -> None:
         ready_to_transform()
-        logs = [log_object for log_object in source.objects() if log_object in days]
+        logs = logs_to_read(source, days)
         surveys = [survey(source, log_object) for log_object in logs]
         columns = (
             SummaryColumn("log", lambda row: row.log.name, align_right=False),
