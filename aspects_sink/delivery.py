@@ -281,18 +281,29 @@ def _stopped(sink: Sink, queue: Queue, claimed: list[Claimed], error: Exception,
 
 
 def _fail(sink: Sink, queue: Queue, claimed: list[Claimed], error: Exception, report: DrainReport) -> None:
-    """The data was at fault (this try is already counted): retry later, or park once tried too often."""
-    object_id = claimed[0].object_id if len({entry.object_id for entry in claimed}) == 1 else f"{len(claimed)} entries"
+    """
+    The data was at fault (this try is already counted): entries tried as often as the queue allows are parked,
+    the others retried later. Per entry, not per group: a group that is never split (a retirement's mutations)
+    may hold entries on their first try beside one on its last.
+    """
+    object_id = _named(claimed)
     report.errors.append(f"{sink.name} {object_id}: {error}")
     health.record_failure(sink.name, SinkHealth.REJECTED, f"{object_id}: {error}")
-    if max(entry.attempts for entry in claimed) >= queue.max_attempts:
-        queue.park(claimed, error)
-        report.parked += len(claimed)
-        log.error("aspects_sink: parked %s %s as a dead letter: %s", sink.name, object_id, error)
-    else:
-        queue.retry_later(claimed, error)
-        report.retried += len(claimed)
-        log.warning("aspects_sink: %s %s was rejected, will retry: %s", sink.name, object_id, error)
+    worn_out = [entry for entry in claimed if entry.attempts >= queue.max_attempts]
+    again = [entry for entry in claimed if entry.attempts < queue.max_attempts]
+    if worn_out:
+        queue.park(worn_out, error)
+        report.parked += len(worn_out)
+        log.error("aspects_sink: parked %s %s as a dead letter: %s", sink.name, _named(worn_out), error)
+    if again:
+        queue.retry_later(again, error)
+        report.retried += len(again)
+        log.warning("aspects_sink: %s %s was rejected, will retry: %s", sink.name, _named(again), error)
+
+
+def _named(entries: list[Claimed]) -> str:
+    """The object of these entries, or how many entries they are (of several objects)."""
+    return entries[0].object_id if len({entry.object_id for entry in entries}) == 1 else f"{len(entries)} entries"
 
 
 def sweep() -> list[str]:

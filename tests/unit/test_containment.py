@@ -315,3 +315,27 @@ def test_a_queue_beyond_its_alarm_bound_is_reported_at_every_drain(embedded_clic
     alarms = [record for record in caplog.records if record.levelno == logging.ERROR and "alarm at 4" in record.message]
     assert alarms and "user_profile" in alarms[0].message
     assert len(entries()) == 6  # nothing dropped
+
+
+def test_a_retirement_worn_out_is_parked_alone_the_fresh_ones_in_its_batch_are_retried(
+    embedded_clickhouse, pii, settings
+):
+    """
+    Retirement's mutations are one unit (never split): a batch failing for its data, where one entry had its
+    last try, parks that entry only. The retirements claimed with it for the first time are tried again.
+    """
+    from aspects_sink import retirement
+
+    settings.ASPECTS_SINK_MAX_ATTEMPTS = 3
+    worn, fresh = users(2, prefix="retiring")
+    retirement.record([worn.id, fresh.id])
+    OutboxEntry.objects.filter(sink="user_retirement", object_id=str(worn.id)).update(attempts=2)
+
+    def refused(_batch):
+        raise ClickHouseRejected("Code: 497. DB::Exception: not enough privileges (ACCESS_DENIED)")
+
+    report = delivery.drain("user_retirement", Recording(embedded_clickhouse, fail=refused))
+
+    states = {entry.object_id: (entry.state, entry.attempts) for entry in entries("user_retirement")}
+    assert states == {str(worn.id): (OutboxEntry.DEAD, 3), str(fresh.id): (OutboxEntry.PENDING, 1)}
+    assert (report.parked, report.retried) == (1, 1)
