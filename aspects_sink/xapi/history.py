@@ -30,6 +30,8 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -395,6 +397,28 @@ def logs_to_read(source: LogSource, days: DaySpan) -> list[LogObject]:
     return logs
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """
+    A SIGTERM (``kill``, a container stopped: sent to the command's process alone) interrupts the run as
+    Ctrl-C does, so the workers are stopped with it and the summary says how to go on; by default it would
+    end this process alone, its forked workers still importing. A worker's SIGTERM (the parent stopping it)
+    still ends it at once (:meth:`HistoryImport._work`).
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _take(counter) -> int:
     """The counter's value, which the caller takes: the next caller gets the one after it."""
     with counter.get_lock():
@@ -447,7 +471,7 @@ class HistoryImport:
             detail=lambda: f"{self.report.statements:,} statements",
         )
         try:
-            with transformation.sped_up():  # forked workers inherit it, each with memos of its own
+            with transformation.sped_up(), _sigterm_interrupts():  # forked workers inherit both
                 if self.workers > 1 and len(todo) > 1:
                     self._in_processes(todo, progress)
                 else:
@@ -523,6 +547,7 @@ class HistoryImport:
     def _work(self, todo, next_log, results) -> None:
         """A forked worker: import logs until none is left; never let an exception escape unreported."""
         pid = os.getpid()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stopped by the parent: at once, with nothing left to flush
         try:
             importer = LogImporter(
                 self.source, self.transport_factory(), batch_size=self.batch_size, sleep_time=self.sleep_time

@@ -238,6 +238,21 @@ def live_activity_and_its_tracking_logs(plain: str, gzipped: str) -> dict:
     return {"course": str(course), "emitted": emitted}
 
 
+def a_learners_tracking_log_lines() -> list[str]:
+    """One learner's two rounds through a small course, as tracking-log lines (their events sent live too)."""
+    import uuid
+
+    from common.djangoapps.student.helpers import create_user
+    from devstack_tools import learner_activity as activity
+    from xmodule.modulestore.course_builder import create_course
+
+    course = create_course("LinesX", uuid.uuid4().hex[:8], "2026", "Lines", blocks=20)
+    learner = create_user(f"lines{uuid.uuid4().hex[:8]}", f"lines{uuid.uuid4().hex[:8]}@example.com")
+    with activity.recording() as events:
+        activity.emit_rounds(str(course), [learner.username], rounds=2)
+    return [activity.tracking_log_line(event) for event in events]
+
+
 def history_stopped_by_clickhouse_down(folder: str, logs: int) -> dict:
     """
     ``logs`` one-line logs in ``folder`` imported by two forked workers whose ClickHouse is down (nothing

@@ -7,6 +7,7 @@ imported twice, adds no row after FINAL.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import uuid
 
+import psutil
 import pytest
 from processes import DEVSTACK_DIR
 
@@ -77,6 +79,33 @@ def test_history_resumes_after_a_kill_and_collapses_into_the_live_statements(dev
         assert len(statement_ids(client, HISTORY_TABLE, done["course"], final=True)) == 200
     finally:
         devstack.update_settings(ASPECTS_SINK_XAPI_TABLE="xapi_events_all")
+
+
+def test_a_sigterm_to_the_command_stops_its_workers_too(devstack, s3_environment, tmp_path):
+    """
+    ``kill PID`` (or a container's stop, sent to its first process) reaches the command alone: it stops as
+    Ctrl-C stops it, its workers with it, and says how to go on; no worker goes on writing checkpoints.
+    """
+    lines = devstack.run_function("lms", scenarios.a_learners_tracking_log_lines)
+    bucket = f"logs-{uuid.uuid4().hex[:12]}"
+    s3_environment.bucket_of_logs(bucket, rotated_logs(lines, "lms/", [f"2026-01-0{day}" for day in range(1, 5)]))
+    command = subprocess.Popen(
+        [sys.executable, str(DEVSTACK_DIR / "manage.py"), "lms", "aspects_sink_xapi_history", f"s3://{bucket}/lms/",
+         "--workers", "2", "--batch_size", "1", "--sleep_between_batches_secs", "30", "--no-progress"],
+        env=devstack.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        parent = psutil.Process(command.pid)
+        workers = devstack.wait_for(lambda: len(parent.children()) == 2 and parent.children(), what="two workers")
+        command.send_signal(signal.SIGTERM)
+        out, err = command.communicate(timeout=60)
+        assert command.returncode == 1 and "interrupted. Run again with --resume to continue." in err
+        assert "lines read" in out  # the summary of what was done
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(command.pid, signal.SIGKILL)
 
 
 def test_a_stopped_import_with_thousands_of_logs_left_exits(devstack, tmp_path):
