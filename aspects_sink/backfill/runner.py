@@ -117,6 +117,11 @@ def _send(
     """
     Insert the rows of ``keys``; isolate the objects at fault and count them as failed. Raise what is not the
     data's fault (ClickHouse unavailable or misconfigured, the LMS database failing): the run stops there.
+
+    Retirement looks at what each attempt wrote (:func:`retirement.after_write`), and at what it may have
+    written when an INSERT raised (:func:`retirement.after_failed_write`: a timeout after ClickHouse applied it,
+    or the tables before the one that failed), as the drain's :func:`aspects_sink.delivery.write` does: the run
+    that follows reads a learner retired meanwhile with the exclusion and would never queue the retirement again.
     """
     own_rows = 0
 
@@ -124,8 +129,14 @@ def _send(
         nonlocal own_rows
         whole = len(group) == len(keys)  # the page itself: read by range, or from the rows already read
         batches = source.writes(group, stamp, span if whole else None, rows if whole else None)
-        for batch in batches:
-            tally.inserts += 1 if transport.insert(batch) else 0
+        attempted = 0
+        try:
+            for batch in batches:
+                attempted += 1
+                tally.inserts += 1 if transport.insert(batch) else 0
+        except Exception:
+            retirement.after_failed_write(source.sink, batches[:attempted])  # they may have landed: ADR 0008
+            raise
         retirement.after_write(source.sink, group, batches)
         own_rows += source.own_rows(batches)
         return len(batches)
