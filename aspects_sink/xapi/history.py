@@ -47,7 +47,16 @@ from aspects_sink.sinks.xapi_statements import raw_batch, without_retired_actors
 from aspects_sink.transport import ClickHouseRejected, ClickHouseTransport, TransportError
 from aspects_sink.xapi import store
 from aspects_sink.xapi.backend import statements_wanted
-from aspects_sink.xapi.sources import CorruptLog, CountingReader, LogObject, LogSource, SourceError, log_lines
+from aspects_sink.xapi.sources import (
+    MAX_LINE_BYTES,
+    CorruptLog,
+    CountingReader,
+    LogObject,
+    LogSource,
+    OverlongLine,
+    SourceError,
+    log_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +210,17 @@ class UnreadableLine(ValueError):
     """A tracking-log line that holds no event the import can take; the message says why."""
 
 
-def events_of_line(steps: erb.XapiSteps, line: str) -> list[dict]:
+def events_of_line(steps: erb.XapiSteps, raw_line: bytes) -> list[dict]:
     """
     The events of a tracking-log line that ERB would transform (none: not an xAPI event). Raises UnreadableLine
     when the line holds no event, or one that ERB's parser or allow-list cannot take (no name, a list for a
-    name, an ``event`` text nested deeper than Python's JSON parser goes): such a line is reported, and the
-    run goes on.
+    name, an ``event`` text nested deeper than Python's JSON parser goes), or is longer than any event: such a
+    line is reported, and the run goes on.
     """
+    if isinstance(raw_line, OverlongLine):
+        raise UnreadableLine(f"a line longer than {MAX_LINE_BYTES // 2**20} MiB, not a tracking event")
     try:
-        event = parse_json_event(line)
+        event = parse_json_event(raw_line.decode("utf-8", errors="replace"))
         if event is None:
             raise UnreadableLine("not a JSON tracking event")
         return steps.admit(event) if admitted(event) else []
@@ -266,12 +277,11 @@ class LogImporter:
         return report
 
     def _statements(self, report: LogReport, number: int, raw_line: bytes) -> list[erb.StatementRow]:
-        line = raw_line.decode("utf-8", errors="replace")
-        if not line.strip():
+        if not raw_line.strip():
             report.skipped += 1
             return []
         try:
-            events = events_of_line(self.steps, line)
+            events = events_of_line(self.steps, raw_line)
         except UnreadableLine as error:
             self._failed(report, number, "?", str(error))
             return []
@@ -348,7 +358,7 @@ def survey(source: LogSource, log_object: LogObject) -> LogSurvey:
             for raw_line in log_lines(stream):
                 lines += 1
                 with contextlib.suppress(UnreadableLine):  # the import reports such a line
-                    events += len(events_of_line(steps, raw_line.decode("utf-8", errors="replace")))
+                    events += len(events_of_line(steps, raw_line))
     except (CorruptLog, SourceError) as error:
         return LogSurvey(log_object, lines, events, str(error))
     return LogSurvey(log_object, lines, events)

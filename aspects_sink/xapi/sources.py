@@ -24,6 +24,8 @@ from typing import BinaryIO, Protocol
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_SIZE = 1024 * 1024
+# Longer than any tracking event: a line this long is something else under the prefix, never held whole.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 # A day in a log's key: tracking.log-20240102.gz, tracking.log-2024-01-02-1704153600.gz, 2024/01/02/part-1.gz
 _DAY_IN_KEY = re.compile(r"(?<!\d)(20\d\d)([-/]?)(0[1-9]|1[0-2])\2(0[1-9]|[12]\d|3[01])(?!\d)")
 # libcloud's LOCAL driver leaves these folders of its own out of a container's listing.
@@ -333,14 +335,27 @@ class CountingReader(io.RawIOBase):
         super().close()
 
 
+class OverlongLine(bytes):
+    """What :func:`log_lines` yields for a line longer than ``MAX_LINE_BYTES``: its first bytes, read no further."""
+
+
 def log_lines(stream: CountingReader) -> Iterator[bytes]:
     """
     The lines of a log, gunzipped when it is gzip (by its first bytes, whatever its name), every member of a
-    multi-member file included. A corrupt or truncated gzip raises CorruptLog where it is found.
+    multi-member file included; a line longer than ``MAX_LINE_BYTES`` is an :class:`OverlongLine`, the rest of
+    it read past, so that memory stays bounded whatever the log holds. A corrupt or truncated gzip raises
+    CorruptLog where it is found, and a plain file that cannot be read further CorruptLog alike.
     """
     buffered = io.BufferedReader(stream, _READ_SIZE)
-    reader = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == _GZIP_MAGIC else buffered
+    gzipped = buffered.peek(2)[:2] == _GZIP_MAGIC
+    reader = gzip.GzipFile(fileobj=buffered) if gzipped else buffered
     try:
-        yield from reader
+        while line := reader.readline(MAX_LINE_BYTES):
+            if len(line) < MAX_LINE_BYTES or line.endswith(b"\n"):
+                yield line
+                continue
+            while (rest := reader.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield OverlongLine(line[:100])
     except (OSError, EOFError, zlib.error) as error:
-        raise CorruptLog(f"corrupt gzip: {error}") from None
+        raise CorruptLog(f"corrupt gzip: {error}" if gzipped else f"unreadable: {error}") from None

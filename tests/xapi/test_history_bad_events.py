@@ -109,3 +109,19 @@ def test_an_import_with_erbs_circuit_breaker_off_says_so_instead_of_skipping_eve
     settings.XAPI_EVENTS_ENABLED = False
     with pytest.raises(CommandError, match=r"XAPI_EVENTS_ENABLED is off: it would make no statement$"):
         call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress", *dry_run)
+
+
+def test_a_line_longer_than_any_event_is_reported_not_held_in_memory(devstack_clickhouse, tracking_log, capsys):
+    """Something that is no log under the prefix (17 MiB without a newline) is one unreadable line, skipped."""
+    good = tracking_log.read_text(encoding="ascii").splitlines()[:5]
+    with tracking_log.open("w", encoding="ascii") as log:
+        log.write("\n".join(good[:2]) + "\n")
+        for _ in range(17):
+            log.write("x" * 2**20)
+        log.write("\n" + "\n".join(good[2:]) + "\n")
+
+    with pytest.raises(CommandError, match="1 event could not be imported"):
+        call_command("aspects_sink_xapi_history", str(tracking_log), "--no-progress")
+    output = capsys.readouterr()
+    assert f"{tracking_log} line 3: ? event not imported: a line longer than 16 MiB" in output.err
+    assert raw_rows(devstack_clickhouse) == 5

@@ -249,12 +249,16 @@ def test_a_thread_speeding_erb_up_inside_its_own_speed_up_goes_on_and_leaves_erb
 
 
 def test_objects_the_host_process_froze_stay_frozen():
+    """
+    An unfreeze would take every frozen object back: the count would fall to nothing. (It may fall by a few
+    meanwhile: a frozen object whose last reference goes is freed all the same.)
+    """
     gc.freeze()  # as a server may before it forks its workers, to keep their pages shared
     frozen = gc.get_freeze_count()
     try:
         with transformation.sped_up():
-            assert gc.get_freeze_count() >= frozen
-        assert gc.get_freeze_count() == frozen
+            assert gc.get_freeze_count() >= frozen - 1000
+        assert frozen - 1000 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
 
