@@ -22,8 +22,9 @@ def drain_outbox(sink_name: str, token: str | None = None) -> dict:
     try:
         report = delivery.drain(sink_name)
     except Exception:
-        # The LMS database itself failed (locked, restarting...). Nothing was acknowledged; try again soon.
-        scheduling.publish_drain(sink_name, outbox.backoff_seconds(1))
+        # The LMS database itself failed (locked, restarting...). Nothing was acknowledged; try again soon, with
+        # the schedule (a drain without it would be taken for a duplicate of this one, which just started).
+        scheduling.schedule_follow_up(sink_name, outbox.backoff_seconds(1))
         raise
     if report.next_run_in is not None:
         scheduling.schedule_follow_up(sink_name, report.next_run_in)

@@ -179,3 +179,28 @@ def test_a_drain_scheduled_from_a_stale_reading_waits_for_the_interval(wake_ups,
     assert not scheduling.begin_drain(COURSES, token)
     assert published[0][0] == COURSES
     assert published[0][1] == pytest.approx(9.0)
+
+
+def test_a_drain_that_failed_is_tried_again_by_a_drain_that_drains(wake_ups, clock, monkeypatch):
+    """
+    The LMS database failed under a drain: the drain sent to try again holds the schedule, so it drains when
+    due instead of being taken for a duplicate of the drain that just started (and the entries left to the sweep).
+    """
+    from django.db.utils import OperationalError
+
+    from aspects_sink import delivery
+    from aspects_sink.tasks.drain import drain_outbox
+
+    published = []
+    monkeypatch.setattr(scheduling, "publish_drain", lambda *drain: published.append(drain) or True)
+
+    def database_down(sink_name):
+        raise OperationalError("(2013, 'Lost connection to MySQL server during query')")
+
+    monkeypatch.setattr(delivery, "drain", database_down)
+    with pytest.raises(OperationalError):
+        drain_outbox(SINK, scheduling.claim_schedule(SINK, 0.0))
+
+    (sink, delay, token) = published[0]
+    clock[0] += delay
+    assert sink == SINK and scheduling.begin_drain(SINK, token)
