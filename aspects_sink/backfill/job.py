@@ -140,6 +140,16 @@ class SinkBackfill:
 
     # -- running -----------------------------------------------------------------------------------------
 
+    def begin(self) -> None:
+        """
+        Record that this run includes the sink, before the run's first sink is dumped: one range from the start
+        (:meth:`run` replaces it with the run's own ranges when it gets to the sink). A run of several sinks
+        stopped or killed in one of them thus leaves checkpoints for the sinks after it, which ``--resume``
+        dumps, instead of finding an earlier, finished run's and calling them "already complete".
+        """
+        if not self.options.resume and not self.options.ids:
+            checkpoints.begin(self.name, self.parameters, [(self.parameters.start_pk, "")])
+
     def dry_run(self) -> SinkReport:
         """Count what a run would dump, reading keys only; nothing is written anywhere."""
         self.source.prepare(self.transport)

@@ -113,3 +113,23 @@ def test_a_new_run_starts_over(backfill_clickhouse, dump, learners, ctrl_c_after
     checkpoint = DumpCheckpoint.objects.get(sink="user_profile")
     # from the first key: the two profiles the interrupted run sent are read again, and skipped as unchanged
     assert (checkpoint.state, checkpoint.rows, checkpoint.skipped) == (DumpCheckpoint.DONE, 2, 2)
+
+
+def test_resume_of_a_run_of_every_sink_dumps_the_sinks_it_never_reached(
+    backfill_clickhouse, dump, summary, learners, ctrl_c_after
+):
+    """
+    A run of every sink stopped in its first sink: the sinks after it never started. --resume dumps them too,
+    instead of taking the checkpoints of an earlier, finished run for theirs ("already complete").
+    """
+    learners(3)
+    dump("--force")  # an earlier run, finished: every sink's checkpoints done
+    first_run = summary(dump("--force"))
+    ctrl_c_after(batches=0)
+    with pytest.raises(CommandError, match=r"interrupted\. Run again with --resume"):
+        dump("--force")
+
+    resumed = dump("--resume")
+
+    assert "already complete" not in resumed and "no run to resume" not in resumed
+    assert summary(resumed) == first_run  # every sink, every object, once

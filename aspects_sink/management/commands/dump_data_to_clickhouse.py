@@ -167,6 +167,8 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
 
     def _run(self, jobs: list[SinkBackfill], progress) -> list[SinkReport]:
+        for job in jobs:  # every sink of the run is in its checkpoints before the first is dumped
+            job.begin()
         reports = []
         for job in jobs:
             try:
