@@ -29,6 +29,14 @@ def _settings_for_project() -> dict:
     }
 
 
+# Enrollments change in both services: Studio enrolls a new course's creator and the instructors its course
+# team page adds (edx-platform's ``initialize_permissions``, ``_course_team_user``).
+_ENROLLMENT_RECEIVERS = [
+    _receiver("on_enrollment_event", f"openedx_events.learning.signals.{signal}")
+    for signal in ("COURSE_ENROLLMENT_CREATED", "COURSE_ENROLLMENT_CHANGED", "COURSE_UNENROLLMENT_COMPLETED")
+]
+
+
 class AspectsSinkConfig(AppConfig):
     """Open edX plugin app that sends platform data and xAPI statements to ClickHouse."""
 
@@ -44,9 +52,7 @@ class AspectsSinkConfig(AppConfig):
             _LMS: {
                 "relative_path": "receivers",
                 "receivers": [
-                    _receiver("on_enrollment_event", "openedx_events.learning.signals.COURSE_ENROLLMENT_CREATED"),
-                    _receiver("on_enrollment_event", "openedx_events.learning.signals.COURSE_ENROLLMENT_CHANGED"),
-                    _receiver("on_enrollment_event", "openedx_events.learning.signals.COURSE_UNENROLLMENT_COMPLETED"),
+                    *_ENROLLMENT_RECEIVERS,
                     _receiver(
                         "on_user_retired", "openedx.core.djangoapps.user_api.accounts.signals.USER_RETIRE_LMS_MISC"
                     ),
@@ -56,6 +62,7 @@ class AspectsSinkConfig(AppConfig):
                 "relative_path": "receivers",
                 "receivers": [
                     _receiver("on_course_published", "xmodule.modulestore.django.COURSE_PUBLISHED"),
+                    *_ENROLLMENT_RECEIVERS,
                 ],
             },
         },

@@ -98,6 +98,7 @@ def test_each_service_connects_the_plugin_receivers_of_its_own_project_type(tmp_
 
     assert (lms["settings_module"], cms["settings_module"]) == ("lms.envs.test", "cms.envs.test")
     assert "aspects_sink.receivers.on_enrollment_event" in lms["enrollment_receivers"]
+    assert "aspects_sink.receivers.on_enrollment_event" in cms["enrollment_receivers"]  # Studio enrolls too
     assert "aspects_sink.receivers.on_course_published" not in lms["publish_receivers"]
     assert "aspects_sink.receivers.on_course_published" in cms["publish_receivers"]
     # The overview refresh is connected before any plugin receiver.

@@ -88,6 +88,22 @@ def test_clickhouse_equals_the_lms_after_every_kind_of_change(devstack, changes)
     assert of_the_course("course_overviews") == 1
 
 
+def test_an_enrollment_made_in_studio_reaches_clickhouse(devstack, changes):
+    """Studio enrolls a course's creator and its new instructors itself: the CMS records enrollments too."""
+    prefix = f"studio{random.SystemRandom().randint(0, 10**9)}"
+    devstack.run_function("lms", scenarios.create_users, prefix=prefix, count=1)  # registered long before
+    wait_until_drained(devstack)
+    user_id = devstack.run_function(
+        "cms", scenarios.studio_adds_an_instructor, course=changes["course"], username=f"{prefix}0"
+    )
+    wait_until_drained(devstack)
+    ch = devstack.clickhouse_client()
+    enrolled = ch.query(
+        "SELECT course_key, is_active FROM course_enrollment FINAL WHERE user_id = {u:Int64}", parameters={"u": user_id}
+    ).result_rows
+    assert enrolled == [(changes["course"], 1)]
+
+
 def test_no_object_has_two_rows(devstack, changes):
     ch = devstack.clickhouse_client()
     for table, key in (

@@ -39,6 +39,20 @@ def publish_course(org: str, course: str, run: str, display_name: str, blocks: i
     return {"course": str(key), "blocks": len(modulestore().get_items(key))}
 
 
+def studio_adds_an_instructor(course: str, username: str) -> int:
+    """
+    Studio's course team page makes a registered user an instructor and enrolls them, in the CMS process, as
+    edx-platform's ``_course_team_user`` (and a new course's ``initialize_permissions``) do. The user's id.
+    """
+    from common.djangoapps.student.models import CourseEnrollment
+    from django.contrib.auth import get_user_model
+    from opaque_keys.edx.keys import CourseKey
+
+    user = get_user_model().objects.get(username=username)
+    CourseEnrollment.enroll(user, CourseKey.from_string(course))
+    return user.id
+
+
 def publishing_storm(publishes: int, pause: float, blocks: int) -> dict:
     """
     Publish one course ``publishes`` times, ``pause`` seconds apart (CMS); the course, the display name
