@@ -105,8 +105,13 @@ def run_dispatched(row_id: int, token: str) -> None:
     if row is None:
         log.info("aspects_sink backfill: range %s was given up on or handed out again; nothing to do", row_id)
         return
-    parameters = checkpoints.RunParameters.from_json(row.parameters)
-    source = BackfillSource(get_sink(row.sink), ids_to_skip=parameters.ids_to_skip, only_changed=not parameters.force)
+    try:
+        parameters = checkpoints.RunParameters.from_json(row.parameters)
+        sink = get_sink(row.sink)
+        source = BackfillSource(sink, ids_to_skip=parameters.ids_to_skip, only_changed=not parameters.force)
+    except Exception as error:  # the command waits on this range: tell it why, not let it time out
+        checkpoints.give_up([row.id], f"the worker could not set the range up: {type(error).__name__}: {error}")
+        raise
     checkpoint = RangeCheckpoint(row, source)
     try:
         transport = get_transport()

@@ -90,3 +90,16 @@ def test_ctrl_c_while_waiting_stops_the_ranges_so_workers_stop_too(backfill_clic
     assert {(checkpoint.state, checkpoint.last_error) for checkpoint in ranges} == {
         (DumpCheckpoint.STOPPED, "interrupted (Ctrl-C)")
     }
+
+
+def test_a_worker_that_cannot_set_its_range_up_stops_it_saying_why(backfill_clickhouse):
+    """A worker of another release (a rolling deploy) that knows no such sink: the command learns why at once."""
+    parameters = checkpoints.RunParameters(batch_size=2, sleep_time=0)
+    (row,) = checkpoints.begin("a_sink_of_a_later_release", parameters, [("", "")])
+    token = checkpoints.hand_out(row)
+
+    with pytest.raises(Exception, match="a_sink_of_a_later_release"):
+        workers.run_dispatched(row.id, str(token))
+
+    row.refresh_from_db()
+    assert row.state == DumpCheckpoint.STOPPED and "a_sink_of_a_later_release" in row.last_error
