@@ -214,6 +214,8 @@ class SinkBackfill:
     def _run_on_workers(self, ranges: Sequence[RangeCheckpoint], progress: ProgressReporter) -> None:
         rows = [checkpoint.row for checkpoint in ranges]
         before = {row.id: (row.rows, row.skipped, row.failed) for row in rows}
+        for row in rows:  # what workers read; a resumed run keeps its selection, and goes as fast as this one says
+            row.parameters = self.parameters.to_json()
         workers.dispatch(rows)
         try:
             workers.wait(rows, progress, self.options.worker_timeout)

@@ -74,6 +74,8 @@ def wait(rows: Sequence[DumpCheckpoint], progress: ProgressReporter, timeout: fl
     last_seen, last_change = None, time.monotonic()
     while True:
         current = list(DumpCheckpoint.objects.filter(id__in=ids).order_by("id"))
+        if len(current) < len(ids):  # a run started without --resume drops the sink's checkpoints and makes its own
+            raise BackfillError(f"another run of {rows[0].sink} (started without --resume) took over its checkpoints")
         done = sum(row.rows + row.skipped + row.failed for row in current)
         progress.advance(done - reported)
         reported = done

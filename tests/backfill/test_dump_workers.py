@@ -103,3 +103,30 @@ def test_a_worker_that_cannot_set_its_range_up_stops_it_saying_why(backfill_clic
 
     row.refresh_from_db()
     assert row.state == DumpCheckpoint.STOPPED and "a_sink_of_a_later_release" in row.last_error
+
+
+def test_a_run_whose_ranges_another_run_replaced_fails(backfill_clickhouse, dump, learners, monkeypatch):
+    """Another run started without --resume took the sink's checkpoints: this one did not finish, and says so."""
+    learners(4)
+    sleep = workers.time.sleep
+
+    def another_run_starts(seconds):
+        checkpoints.begin("user_profile", checkpoints.RunParameters(), [("", "")])
+        sleep(seconds)
+
+    monkeypatch.setattr(workers.time, "sleep", another_run_starts)
+
+    with pytest.raises(CommandError, match=r"user_profile: .*another run .* took over"):
+        dump("--object", "user_profile", "--workers", "2", "--worker_timeout", "30")
+
+
+def test_a_resumed_run_on_workers_takes_its_batch_settings_from_this_command(backfill_clickhouse, dump, learners):
+    """--resume keeps the first run's selection and ranges; how fast to go is this command's to say."""
+    learners(4)
+    with pytest.raises(CommandError):
+        dump("--object", "user_profile", "--workers", "1", "--worker_timeout", "0.5", "--batch_size", "2")
+    with pytest.raises(CommandError):
+        dump("--object", "user_profile", "--workers", "1", "--worker_timeout", "0.5", "--resume", "--batch_size", "3")
+
+    row = DumpCheckpoint.objects.get(sink="user_profile")
+    assert checkpoints.RunParameters.from_json(row.parameters).batch_size == 3
