@@ -166,3 +166,37 @@ def test_the_summary_and_the_failures_are_printed_before_the_error(
     assert "object             rows  skipped  failed  seconds  rows/s" in printed
     assert f"course_enrollment: course_enrollment {enrolled[1].id}: " in printed
     assert "VIOLATED_CONSTRAINT" in printed
+
+
+def test_the_lms_database_failing_mid_run_is_one_line_with_the_summary(backfill_clickhouse, dump, learners, capsys):
+    """The LMS database fails while the dump reads it (here, its table gone): a line, the summary, --resume."""
+    from django.db import connection
+
+    learners(3)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE auth_userprofile RENAME TO auth_userprofile_away")
+    try:
+        message = error_of(dump, "--object", "user_profile")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE auth_userprofile_away RENAME TO auth_userprofile")
+
+    assert message.startswith("user_profile: the LMS database failed: ")
+    assert "auth_userprofile" in message and message.endswith("Run again with --resume to continue.")
+    dump("--object", "user_profile", "--resume")
+    assert backfill_clickhouse.count("user_profile") == 3
+
+
+def test_a_stopped_run_of_chosen_ids_is_not_told_to_resume(backfill_clickhouse, dump, learners, monkeypatch):
+    """--ids runs keep no checkpoints: the advice is to run them again."""
+    from aspects_sink.transport import ClickHouseTransport, ClickHouseUnavailable
+
+    (learner,) = learners(1)
+
+    def clickhouse_gone(self, batch, settings=None):
+        raise ClickHouseUnavailable("Connection refused")
+
+    monkeypatch.setattr(ClickHouseTransport, "insert", clickhouse_gone)
+    message = error_of(dump, "--object", "user_profile", "--ids", str(learner.profile.id))
+
+    assert "--resume" not in message and message.endswith("Run the same command again.")

@@ -8,6 +8,7 @@ platform-plugin-aspects' command of the same name keep working; the engine is :m
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.db import DatabaseError
 
 from aspects_sink.backfill import BackfillError, BackfillOptions, SinkBackfill, SinkReport, dumpable
 from aspects_sink.management.options import add_connection_arguments, transport_from_options
@@ -173,11 +174,18 @@ class Command(BaseCommand):
         for job in jobs:
             try:
                 reports.append(job.run(progress))
-            except (BackfillError, TransportError, KeyboardInterrupt) as error:
+            except (BackfillError, TransportError, DatabaseError, KeyboardInterrupt) as error:
                 job.report.note = "stopped"
                 self._print_summary([*reports, job.report])
-                reason = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
-                raise CommandError(f"{job.name}: {reason}. Run again with --resume to continue.") from error
+                if isinstance(error, KeyboardInterrupt):
+                    reason = "interrupted"
+                elif isinstance(error, DatabaseError):
+                    reason = f"the LMS database failed: {error}"
+                else:
+                    reason = str(error)
+                # A run of chosen --ids keeps no checkpoints: there is nothing to resume.
+                advice = "Run the same command again." if job.options.ids else "Run again with --resume to continue."
+                raise CommandError(f"{job.name}: {reason}. {advice}") from error
         return reports
 
     def _finish(self, reports: list[SinkReport]) -> None:
