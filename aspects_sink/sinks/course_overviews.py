@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from aspects_sink import edx_platform
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks.base import ModelSink, Stamp, TableSpec
+from aspects_sink.sinks.object_tag import object_tags_showing
 from aspects_sink.transport import ColumnBatch
 
 COURSE_DATA_KEYS = (
@@ -66,8 +67,8 @@ class CourseOverviewSink(ModelSink):
     model = "course_overviews"
     table = "course_overviews"
     lookup = "id"
-    saved_models = ("object_tag",)
-    deleted_models = ("object_tag",)
+    saved_models = ("object_tag", "tag")
+    deleted_models = ("object_tag", "tag")
     order = 10
     drain_interval_setting = "ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS"  # publishing storms: one dump
     description = "Published courses and their blocks (course_overviews + course_blocks)"
@@ -98,10 +99,18 @@ class CourseOverviewSink(ModelSink):
         return (self.table_spec, COURSE_BLOCKS)
 
     def changed_objects(self, model_name: str, instance: Any) -> list:
-        """An object tag saved or deleted changes the course it tags, or the course of the block it tags."""
+        """
+        An object tag saved or deleted changes the course it tags, or the course of the block it tags; a tag
+        deleted, the courses it was on (their ``tags`` list its id). A renamed tag changes no course: ids stay.
+        """
         if model_name == "object_tag":
             course = edx_platform.course_of(instance.object_id)
             return [course] if course else []
+        if model_name == "tag":
+            if type(instance)._default_manager.filter(pk=instance.pk).exists():
+                return []
+            object_ids = object_tags_showing(instance).values_list("object_id", flat=True)
+            return sorted({course for course in map(edx_platform.course_of, object_ids) if course})
         return super().changed_objects(model_name, instance)
 
     @cached_property

@@ -1,5 +1,9 @@
 """``event_sink.tag``: the tags of content taxonomies, each with its lineage (openedx-learning's tagging app)."""
 
+from typing import Any
+
+from django.db.models import Q
+
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks.deletions import DeletableModelSink
 
@@ -13,8 +17,17 @@ def lineage(values: tuple) -> str:
     return col.aspects_json_list([value for value in reversed(values) if value is not None])
 
 
+def with_subtags(tag: Any) -> list[int]:
+    """The ids of a tag and of the tags under it (taxonomies are at most three levels deep below a tag)."""
+    subtags = Q(parent=tag) | Q(parent__parent=tag) | Q(parent__parent__parent=tag)
+    return [tag.pk, *type(tag)._default_manager.filter(subtags).values_list("pk", flat=True)]
+
+
 class TagSink(DeletableModelSink):
-    """One row per tag; re-sent when it is saved, its row deleted when it is deleted."""
+    """
+    One row per tag; re-sent when it is saved, its row deleted when it is deleted. A renamed tag re-sends the
+    tags under it too: their lineage holds its value.
+    """
 
     name = "tag"
     model = "tag"
@@ -32,3 +45,6 @@ class TagSink(DeletableModelSink):
         col.String("external_id"),
         col.Computed("lineage", "String", LINEAGE_SOURCES, lineage),
     )
+
+    def changed_objects(self, model_name: str, instance: Any) -> list:
+        return with_subtags(instance)

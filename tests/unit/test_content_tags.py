@@ -125,3 +125,31 @@ def test_tag_sinks_are_backfilled(embedded_clickhouse, subjects):
     system_taxonomies = Taxonomy.objects.exclude(id__in=mine).count()
     system_tags = Tag.objects.exclude(taxonomy_id__in=mine).count()
     assert counts == [2 + system_taxonomies, 4 + system_tags, 1]
+
+
+def test_a_tag_renamed_or_deleted_reaches_every_row_that_shows_it(embedded_clickhouse, subjects, settings):
+    """
+    Renaming a tag changes the lineage of its subtags and of the object tags on them; deleting one leaves its
+    object tags without a tag (openedx-learning sets it to NULL with one UPDATE, no save) and its course without
+    it. Each is re-sent.
+    """
+    settings.ASPECTS_SINK_RETIREMENT_WAIT = True  # mutations done when the drain returns
+    course = create_course("TagX", "T5", "2026", blocks=20)
+    tagging.tag_object(str(course), subjects["subjects"], ["Optics"])
+    sinks = ("taxonomy", "tag", "object_tag", "course_overviews")
+    drain_all(*sinks)
+
+    subjects["subjects"].update_tag("Physics", "Natural philosophy")
+    drain_all(*sinks)
+    lineage = '["Science", "Natural philosophy", "Optics"]'
+    optics = subjects["optics"].id
+    assert rows(embedded_clickhouse, f"SELECT lineage FROM event_sink.tag FINAL WHERE id = {optics}") == [(lineage,)]
+    assert rows(embedded_clickhouse, "SELECT lineage FROM event_sink.object_tag FINAL") == [(lineage,)]
+
+    subjects["subjects"].delete_tags(["Optics"])
+    drain_all(*sinks)
+    assert rows(embedded_clickhouse, "SELECT tag, _value, lineage FROM event_sink.object_tag FINAL") == [
+        (0, "Optics", '["Optics"]')
+    ]
+    (course_data,) = embedded_clickhouse.rows("SELECT course_data_json FROM event_sink.course_overviews FINAL")
+    assert json.loads(course_data[0])["tags"] == []
