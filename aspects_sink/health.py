@@ -39,6 +39,10 @@ def record_failure(sink_name: str, error_class: str, message: str, *, pause: boo
         SinkHealth.objects.filter(sink=sink_name, paused_since=None).update(paused_since=now)
 
 
+# How the last error of a sink says that changes could not be recorded (the status reads it back).
+OUTBOX_WRITE_FAILED = "outbox write failed: "
+
+
 def record_outbox_failure(sink_name: str, changes: int, message: str) -> None:
     """``changes`` of the sink could not be recorded in its queue (the platform's transaction went on without)."""
     _record(
@@ -46,7 +50,7 @@ def record_outbox_failure(sink_name: str, changes: int, message: str) -> None:
         failed_outbox_writes=F("failed_outbox_writes") + changes,
         last_error_at=timezone.now(),
         last_error_class=SinkHealth.CONFIGURATION,
-        last_error=f"outbox write failed: {message}"[:4000],
+        last_error=f"{OUTBOX_WRITE_FAILED}{message}"[:4000],
     )
 
 

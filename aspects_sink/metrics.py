@@ -56,6 +56,11 @@ def families(found: status.SystemStatus) -> list[Metric]:
         labels=["sink", "error_class"],
     )
     paused = GaugeMetricFamily(f"{PREFIX}_paused", "1 while a configuration error pauses the sink.", labels=sink)
+    unrecorded = CounterMetricFamily(
+        f"{PREFIX}_unrecorded_changes",
+        "Changes the outbox could not record: they reach ClickHouse with the object's next change or a backfill.",
+        labels=sink,
+    )
     level = GaugeMetricFamily(f"{PREFIX}_queue_status_level", "0 ok, 1 warning, 2 critical, per queue.", labels=sink)
     for queue in found.queues:
         name = [queue.name]
@@ -70,6 +75,7 @@ def families(found: status.SystemStatus) -> list[Metric]:
         if queue.last_error:
             last_error.add_metric([queue.name, queue.last_error.error_class], _timestamp(queue.last_error.at))
         paused.add_metric(name, 1 if queue.paused else 0)
+        unrecorded.add_metric(name, queue.unrecorded_changes)
         level.add_metric(name, int(found.queue_level(queue.name)))
 
     clickhouse_up = GaugeMetricFamily(f"{PREFIX}_clickhouse_up", "1 when ClickHouse answered the scrape's query.")
@@ -109,6 +115,7 @@ def families(found: status.SystemStatus) -> list[Metric]:
         last_success,
         last_error,
         paused,
+        unrecorded,
         level,
         clickhouse_up,
         clickhouse_info,

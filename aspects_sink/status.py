@@ -110,6 +110,7 @@ class QueueStatus:
     inserts: int = 0
     last_error: LastError | None = None
     paused_since: datetime.datetime | None = None
+    unrecorded_changes: int = 0  # changes the outbox could not record: they wait for a next change or a backfill
 
     @property
     def dead_letters(self) -> int:
@@ -207,6 +208,7 @@ class SystemStatus:
                     ),
                     "paused": queue.paused,
                     "paused_since": _iso(queue.paused_since),
+                    "unrecorded_changes": queue.unrecorded_changes,
                 }
                 for queue in self.queues
             ],
@@ -261,8 +263,16 @@ def collect(transport: ClickHouseTransport | None = None, thresholds: Thresholds
     sweep = SweepStatus(sweep_at, (now - sweep_at).total_seconds() if sweep_at else None)
     transport = transport or get_transport()
     clickhouse = _clickhouse_status(transport)
-    mutations = _mutations(transport, now) if clickhouse.reachable else None
-    findings = _findings(queues, clickhouse, mutations, sweep, thresholds)
+    mutations, unread = None, None
+    if clickhouse.reachable:
+        try:
+            mutations = _mutations(transport, now)
+        except TransportError as error:  # ClickHouse answers, but not about them: unknown, which is no "OK"
+            log.warning("aspects_sink: could not read ClickHouse's mutations: %s", error)
+            unread = redact(str(error))
+    findings = _findings(queues, clickhouse, mutations, sweep, thresholds, now=now)
+    if unread:
+        findings.append(Finding(Level.WARNING, "clickhouse", f"could not read its mutations (retirement's): {unread}"))
     return SystemStatus(now, queues, clickhouse, mutations, sweep, tuple(findings))
 
 
@@ -282,7 +292,11 @@ def _queue_statuses(now: datetime.datetime, recorded: dict[str, SinkHealth]) -> 
     aggregates = {
         "pending": Count("id", filter=pending_figures),
         "oldest": Min("created", filter=pending_figures),
-        "retrying": Count("id", filter=pending_figures & Q(attempts__gt=0)),
+        # Failed at least once: given back while ClickHouse was away (waits), or tried before the try in hand (a
+        # claim counts its try up front: a batch on its first try is no retry).
+        "retrying": Count(
+            "id", filter=pending_figures & (Q(waits__gt=0) | Q(attempts__gt=1) | Q(attempts=1, claim=""))
+        ),
     }
     figures: dict[str, dict] = {row["sink"]: row for row in OutboxEntry.objects.values("sink").annotate(**aggregates)}
     dead: dict[str, dict[str, int]] = {}
@@ -317,6 +331,7 @@ def _queue_statuses(now: datetime.datetime, recorded: dict[str, SinkHealth]) -> 
                 else None
             ),
             paused_since=record.paused_since if record else None,
+            unrecorded_changes=record.failed_outbox_writes if record else 0,
         )
 
 
@@ -327,7 +342,7 @@ def _clickhouse_status(transport: ClickHouseTransport) -> ClickHouseStatus:
         return ClickHouseStatus(reachable=False, error=redact(str(error)))
 
 
-def _mutations(transport: ClickHouseTransport, now: datetime.datetime) -> tuple[Mutation, ...] | None:
+def _mutations(transport: ClickHouseTransport, now: datetime.datetime) -> tuple[Mutation, ...]:
     """Unfinished or failed mutations on the plugin's tables (retirement's), from ``system.mutations``."""
     targets = sorted(
         {(table.database or schema.database(), schema.storage_table(table.name)) for table in all_tables()}
@@ -341,11 +356,7 @@ def _mutations(transport: ClickHouseTransport, now: datetime.datetime) -> tuple[
         f"FROM {source} WHERE (database, table) IN {{targets:Array(Tuple(String, String))}} "
         "AND (is_done = 0 OR latest_fail_reason != '') ORDER BY create_time"
     )
-    try:
-        rows = transport.rows(sql, {"targets": targets})
-    except TransportError as error:
-        log.warning("aspects_sink: could not read ClickHouse's mutations: %s", error)
-        return None
+    rows = transport.rows(sql, {"targets": targets})
     return tuple(
         Mutation(
             database=database,
@@ -367,11 +378,16 @@ def _findings(
     mutations: tuple[Mutation, ...] | None,
     sweep: SweepStatus,
     thresholds: Thresholds,
+    *,
+    now: datetime.datetime,
 ) -> list[Finding]:
     found = []
     if not clickhouse.reachable:
         found.append(Finding(Level.CRITICAL, "clickhouse", f"unreachable: {clickhouse.error}"))
     for queue in queues:
+        unrecorded = _unrecorded_lately(queue, now)
+        if unrecorded:
+            found.append(Finding(Level.CRITICAL, queue.name, unrecorded))
         if queue.paused:
             error = queue.last_error.message if queue.last_error else "a configuration error"
             found.append(Finding(Level.CRITICAL, queue.name, f"paused since {_iso(queue.paused_since)}: {error}"))
@@ -422,6 +438,28 @@ def _findings(
             )
         )
     return found
+
+
+# For how long after changes could not be recorded the status says so (the alert, on the counter, alike).
+UNRECORDED_SHOWN_SECONDS = 3600
+
+
+def _unrecorded_lately(queue: QueueStatus, now: datetime.datetime) -> str | None:
+    """
+    What to say when the queue's last error, within the last hour, is changes its outbox could not record: they
+    reach ClickHouse only with the object's next change or a backfill (docs/decisions/0001).
+    """
+    error = queue.last_error
+    if not error or not error.message.startswith(health.OUTBOX_WRITE_FAILED):
+        return None
+    if (now - _aware(error.at)).total_seconds() >= UNRECORDED_SHOWN_SECONDS:
+        return None
+    return (
+        f"{queue.unrecorded_changes} changes could not be recorded in the outbox since its health was first "
+        f"recorded, the last {format_duration((now - _aware(error.at)).total_seconds())} ago "
+        f"({error.message.removeprefix(health.OUTBOX_WRITE_FAILED)}); they reach ClickHouse with the object's next "
+        "change: once the cause is fixed, run a backfill (dump_data_to_clickhouse) of this object"
+    )
 
 
 def _aware(value: datetime.datetime) -> datetime.datetime:

@@ -155,3 +155,46 @@ def test_replaying_from_the_status_figures_moves_dead_letters_back(troubled):
     assert outbox.replay_dead_letters(sink_name="course_enrollment") == 3
     found = {queue.name: queue for queue in status.collect().queues}
     assert found["course_enrollment"].dead_letters == 0 and found["course_enrollment"].pending == 4
+
+
+def test_changes_the_outbox_could_not_record_are_critical_and_counted(operator_clickhouse, client):
+    """Such changes reach ClickHouse only with the object's next change or a backfill: nobody may miss them."""
+    status.record_sweep()
+    health.record_outbox_failure("user_profile", 3, "OperationalError: (1205, 'Lock wait timeout exceeded')")
+
+    found = status.collect()
+    assert found.level == status.Level.CRITICAL
+    (finding,) = [finding for finding in found.findings if finding.subject == "user_profile"]
+    assert "3 changes could not be recorded in the outbox" in finding.message and "backfill" in finding.message
+    assert {queue.name: queue.unrecorded_changes for queue in found.queues}["user_profile"] == 3
+    client.force_login(User.objects.create_user("ops", is_staff=True))
+    assert scrape(client)["aspects_sink_unrecorded_changes_total"][(("sink", "user_profile"),)] == 3
+
+
+def test_retirement_mutations_that_cannot_be_read_are_a_finding(operator_clickhouse, settings):
+    """ClickHouse answers, but not about its mutations (here, a cluster it does not know): unknown is no 'OK'."""
+    status.record_sweep()
+    settings.ASPECTS_SINK_CLUSTER = {"name": "no_such_cluster"}
+
+    found = status.collect()
+
+    assert found.mutations is None and found.level == status.Level.WARNING
+    (finding,) = found.findings
+    assert finding.subject == "clickhouse" and "could not read its mutations" in finding.message
+
+
+def test_retrying_counts_entries_that_failed_not_those_on_their_first_try(operator_clickhouse):
+    """A batch in flight for the first time is no retry; entries given back while ClickHouse is away are."""
+    from aspects_sink.transport import ClickHouseUnavailable
+
+    for user_id in ("1", "2"):
+        OutboxEntry.objects.create(sink="user_profile", object_id=user_id)
+    queue = outbox.queue("user_profile")
+
+    def retrying() -> int:
+        return {found.name: found.retrying for found in status.collect().queues}["user_profile"]
+
+    claimed = queue.claim(10)
+    assert retrying() == 0
+    queue.give_back(claimed, ClickHouseUnavailable("Connection refused"), waits=1)
+    assert retrying() == 2
