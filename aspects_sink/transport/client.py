@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver import exceptions as ch_errors
@@ -68,21 +68,43 @@ class ConnectionConfig:
     @property
     def safe_url(self) -> str:
         """The URL without any credentials it may carry, for messages and logs."""
-        parts = urlsplit(self.url)
+        parts = _split(self.url)
+        if parts is None:
+            return f"{self.url.partition(':')[0]}://(a malformed URL, not shown)"
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def _split(url: str) -> SplitResult | None:
+    """
+    The URL's parts; None when they cannot be told apart: a password with ``/``, ``?``, ``#`` or ``@`` written
+    into it unencoded ends the host part early, and what follows would be taken for a port or a path (and shown).
+    """
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - a port that is no number raises
+    except ValueError:
+        return None
+    if "@" in parts.path + parts.query + parts.fragment:
+        return None
+    return parts
+
+
 def _client_arguments(config: ConnectionConfig) -> dict[str, Any]:
     if config.is_embedded:
         return {"dsn": config.url}
-    parts = urlsplit(config.url)
+    parts = _split(config.url)
+    if parts is None:
+        raise ClickHouseMisconfigured(
+            "the ClickHouse URL cannot be read: percent-encode the special characters of a user or password in it "
+            "(%2F for /, %40 for @, %23 for #, %3F for ?), or give them as 'username' and 'password'"
+        )
     arguments = {
         "interface": parts.scheme or "http",
         "host": parts.hostname,
-        "username": parts.username or config.username,
-        "password": parts.password or config.password,
+        "username": unquote(parts.username) if parts.username else config.username,
+        "password": unquote(parts.password) if parts.password else config.password,
         "connect_timeout": config.timeout_secs,
         # A big INSERT (a 20,000-block course) may take the server longer than a connection may: reads wait the
         # longer of the two settings.

@@ -39,6 +39,24 @@ def test_the_password_never_shows():
     assert "hunter2" not in repr(ClickHouseTransport(config))
 
 
+@pytest.mark.parametrize(
+    "url", ["http://lms:hun/ter2@ch.example.com:8123/", "http://lms:hun#ter2@ch.example.com:8123/"]
+)
+def test_a_url_whose_password_is_not_encoded_is_a_configuration_error_that_shows_none_of_it(url):
+    """A '/' or '#' in a password written into the URL unencoded ends its host part early: no port, no secret."""
+    config = ConnectionConfig(url=url)
+    for shown in (repr(config), config.safe_url):
+        assert "hun" not in shown and "ter2" not in shown
+    with pytest.raises(ClickHouseMisconfigured) as error:
+        ClickHouseTransport(config).ping()
+    assert "percent-encode" in str(error.value) and "hun" not in str(error.value) and "ter2" not in str(error.value)
+
+
+def test_credentials_in_the_url_are_percent_decoded():
+    arguments = _client_arguments(ConnectionConfig(url="https://lms%2Bro:p%40ss%2Fword@ch.example.com:8443/"))
+    assert (arguments["username"], arguments["password"], arguments["port"]) == ("lms+ro", "p@ss/word", 8443)
+
+
 def test_unreachable_server_is_unavailable_and_names_no_secret(caplog):
     caplog.set_level(logging.DEBUG)
     transport = ClickHouseTransport(
