@@ -33,27 +33,37 @@ def run(transport: ClickHouseTransport, sql: str, parameters: dict, settings: di
         transport.command(sql, parameters, settings)
     except TransportError:
         # A server that runs the mutation at once (or ``mutations_sync``) reports its failure here: report it
-        # as the mutation's, with ClickHouse's reason, when system.mutations shows it failing.
-        wait(transport, mutates, since, timeout=0)
+        # as the mutation's, with ClickHouse's reason, when system.mutations shows it failing. One still running
+        # (the client gave up waiting for it) is no failure: the statement's own error says what happened.
+        _raise_if_failing(transport.rows(_UNFINISHED, _where(mutates, since)), mutates)
         raise
     wait(transport, mutates, since)
 
 
+def _where(mutates: str, since) -> dict:
+    database, _, table = mutates.partition(".")
+    return {"database": database, "table": table, "since": since}
+
+
+def _raise_if_failing(unfinished: list, mutates: str) -> None:
+    """Raise :class:`MutationNotDone` with ClickHouse's reason when one of these unfinished mutations fails."""
+    failing = [(mutation_id, reason) for mutation_id, reason in unfinished if reason]
+    if failing:
+        mutation_id, reason = failing[0]
+        raise MutationNotDone(f"{mutates}: mutation {mutation_id} fails: {reason}")
+
+
 def wait(transport: ClickHouseTransport, mutates: str, since, timeout: float | None = None) -> None:
     """Wait for the mutations of ``mutates`` created since ``since``; raise :class:`MutationNotDone`."""
-    database, _, table = mutates.partition(".")
     if timeout is None:
         timeout = float(aspects_settings.ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS)
     deadline = time.monotonic() + timeout
     delay = 0.02
     while True:
-        unfinished = transport.rows(_UNFINISHED, {"database": database, "table": table, "since": since})
+        unfinished = transport.rows(_UNFINISHED, _where(mutates, since))
         if not unfinished:
             return
-        failing = [(mutation_id, reason) for mutation_id, reason in unfinished if reason]
-        if failing:
-            mutation_id, reason = failing[0]
-            raise MutationNotDone(f"{mutates}: mutation {mutation_id} fails: {reason}")
+        _raise_if_failing(unfinished, mutates)
         if time.monotonic() > deadline:
             ids = ", ".join(mutation_id for mutation_id, _ in unfinished)
             raise MutationNotDone(f"{mutates}: mutations {ids} not done after {timeout:.0f}s")

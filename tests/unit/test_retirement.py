@@ -199,3 +199,24 @@ def test_a_retired_learners_enrollment_sent_again_keeps_its_username_blank(embed
     record_change("course_enrollment", gone.id)  # as dump_data_to_clickhouse sends every enrollment again
     drain_all()
     assert embedded_clickhouse.rows("SELECT username FROM event_sink.course_enrollment FINAL") == [("",)]
+
+
+def test_a_mutation_still_running_when_its_statement_timed_out_is_clickhouse_away_not_a_bad_object():
+    """
+    The ALTER queued its mutation, then the client gave up waiting (a long ``mutations_sync`` DELETE, an ON
+    CLUSTER statement waiting for a replica): ClickHouse is slow, the users are not at fault, so the retirement is
+    given back and tried again, never parked.
+    """
+    from aspects_sink.transport import ClickHouseUnavailable
+
+    class TimedOut:
+        """ClickHouse as it answers then: the ALTER times out; system.mutations shows it running, not failing."""
+
+        def rows(self, sql, parameters=None):
+            return [("2026-12-02 04:00:00",)] if "now()" in sql else [("mutation_7.txt", "")]
+
+        def command(self, sql, parameters=None, settings=None):
+            raise ClickHouseUnavailable("Read timed out. (read timeout=30)")
+
+    with pytest.raises(ClickHouseUnavailable):
+        mutations.run(TimedOut(), "ALTER TABLE t DELETE WHERE 1", {}, {}, "event_sink.course_enrollment")
