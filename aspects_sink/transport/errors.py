@@ -53,6 +53,7 @@ UNAVAILABLE_CODES = frozenset(
         203,  # NO_FREE_CONNECTION
         209,  # SOCKET_TIMEOUT
         210,  # NETWORK_ERROR
+        218,  # TABLE_IS_DROPPED (a table being dropped and made again: the schema command, a migration)
         225,  # NO_ZOOKEEPER
         236,  # ABORTED
         241,  # MEMORY_LIMIT_EXCEEDED
@@ -67,6 +68,10 @@ UNAVAILABLE_CODES = frozenset(
         394,  # QUERY_WAS_CANCELLED
         425,  # SYSTEM_ERROR
         439,  # CANNOT_SCHEDULE_TASK
+        473,  # DEADLOCK_AVOIDED (a lock not had in time)
+        517,  # CANNOT_ASSIGN_ALTER (another ALTER in the way)
+        574,  # DISTRIBUTED_TOO_MANY_PENDING_BYTES (a Distributed table's queue to its shards full)
+        745,  # SERVER_OVERLOADED
         999,  # KEEPER_EXCEPTION
         1000,  # POCO_EXCEPTION
     }
@@ -78,6 +83,7 @@ CONFIGURATION_CODES = frozenset(
         10,  # NOT_FOUND_COLUMN_IN_BLOCK
         16,  # NO_SUCH_COLUMN_IN_TABLE
         47,  # UNKNOWN_IDENTIFIER
+        48,  # NOT_IMPLEMENTED (a mutation on an engine that has none: the table is not what the plugin made)
         60,  # UNKNOWN_TABLE
         81,  # UNKNOWN_DATABASE
         164,  # READONLY (the user's profile forbids writes)
@@ -88,5 +94,6 @@ CONFIGURATION_CODES = frozenset(
         291,  # DATABASE_ACCESS_DENIED
         497,  # ACCESS_DENIED
         516,  # AUTHENTICATION_FAILED
+        701,  # CLUSTER_DOESNT_EXIST (ASPECTS_SINK_CLUSTER names a cluster the server does not know)
     }
 )

@@ -26,6 +26,13 @@ from aspects_sink.transport.client import ClickHouseTransport, _client_arguments
         (DatabaseError("Code: 60. DB::Exception: Table x does not exist"), ClickHouseMisconfigured),
         (DatabaseError("Code: 469. DB::Exception: Constraint violated"), ClickHouseRejected),
         (DatabaseError("Code: 27. DB::Exception: Cannot parse input"), ClickHouseRejected),
+        (DatabaseError("Code: 701. DB::Exception: Requested cluster 'x' not found"), ClickHouseMisconfigured),
+        (DatabaseError("Code: 48. DB::Exception: Table engine Log doesn't support mutations"), ClickHouseMisconfigured),
+        (DatabaseError("Code: 473. DB::Exception: Locking attempt timed out"), ClickHouseUnavailable),
+        (DatabaseError("Code: 517. DB::Exception: Metadata changed concurrently"), ClickHouseUnavailable),
+        (DatabaseError("Code: 218. DB::Exception: Table is dropped"), ClickHouseUnavailable),
+        (DatabaseError("Code: 574. DB::Exception: Too many bytes pending"), ClickHouseUnavailable),
+        (DatabaseError("Code: 745. DB::Exception: The server is overloaded"), ClickHouseUnavailable),
     ],
 )
 def test_errors_are_sorted_into_wait_pause_or_reject(error, kind):
