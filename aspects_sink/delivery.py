@@ -126,6 +126,7 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
         if not sink.is_enabled():
             log.info("aspects_sink: %s is disabled; dropping %d outbox entries", sink_name, len(claimed))
             queue.acknowledge(claimed, whole_lease=True)
+            health.record_switched_off(sink_name)
             continue
         if sink.objects_per_batch:
             claimed = _once_per_drain(

@@ -30,6 +30,14 @@ def record_delivery(sink_name: str, rows: int, inserts: int) -> None:
     )
 
 
+def record_switched_off(sink_name: str) -> None:
+    """The sink was switched off, its waiting entries dropped: a pause for a configuration error ends with it."""
+    try:
+        SinkHealth.objects.filter(sink=sink_name, paused_since__isnull=False).update(paused_since=None)
+    except DatabaseError as error:
+        log.error("aspects_sink: could not record the health of %s: %s", sink_name, error)
+
+
 def record_failure(sink_name: str, error_class: str, message: str, *, pause: bool = False) -> None:
     """A batch failed with an error of ``error_class``; a configuration error pauses the sink until it is fixed."""
     now = timezone.now()

@@ -5,10 +5,13 @@ table, acknowledgement only after ClickHouse, backoff while it is away, bad obje
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from common.djangoapps.student.helpers import create_user
 from common.djangoapps.student.models import UserProfile
 from django.db import transaction
+from django.utils import timezone
 
 from aspects_sink import delivery, outbox
 from aspects_sink.models import OutboxEntry, VersionTick
@@ -240,3 +243,19 @@ def test_a_drain_past_its_interval_leaves_a_storms_new_publications_to_the_next_
     assert len(claims) == 2  # the first publications; then the storm's, left for the next drain
     assert OutboxEntry.objects.filter(sink="course_overviews", attempts=0).count() == 12
     assert report.next_run_in == 0
+
+
+def test_a_paused_sink_switched_off_is_no_longer_paused_once_its_entries_are_dropped(embedded_clickhouse, settings):
+    """An operator switches off the sink a configuration error paused: its pause must not stay critical for ever."""
+    from aspects_sink import health
+    from aspects_sink.models import SinkHealth
+
+    health.record_failure("external_id", SinkHealth.CONFIGURATION, "Code: 60. Table x does not exist", pause=True)
+    SinkHealth.objects.filter(sink="external_id").update(last_error_at=timezone.now() - datetime.timedelta(hours=1))
+    outbox.enqueue("external_id", ["1"])
+    settings.EVENT_SINK_CLICKHOUSE_EXTERNAL_ID_ENABLED = False
+
+    delivery.drain("external_id", embedded_clickhouse)
+
+    assert not OutboxEntry.objects.filter(sink="external_id").exists()
+    assert SinkHealth.objects.get(sink="external_id").paused_since is None
