@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,7 +108,7 @@ class Reconciliation:
     stale: int = 0  # objects whose rows differ
     extra: int = 0  # objects with rows in ClickHouse that the LMS does not have
     extra_rows: int = 0
-    in_flight: int = 0  # differing objects with a pending outbox entry: the drains are sending them
+    in_flight: int = 0  # differing objects the drains are sending (an entry pending), or made since read
     queued: int = 0  # objects queued for sending by --repair
     deleted_rows: int = 0  # extra rows deleted by --repair
     examples: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "stale": [], "extra": []})
@@ -183,6 +183,13 @@ class SinkComparison:
             if up_to is None:
                 return
             after = up_to
+
+    def in_lms(self, object_ids: Iterable[str]) -> set[str]:
+        """Which of these objects the sink reads in the LMS now: read again, one made since its range was read."""
+        field = self.object_column.sources[0]
+        wanted = sorted(object_ids)
+        found = self.sink.queryset().filter(**{f"{field}__in": wanted}).values_list(field, flat=True)
+        return {str(value) for value in found}
 
     def lms_range(self, after: Any, up_to: Any) -> LmsRange:
         """The range's rows as the drains and the backfill send them, and their digests."""
@@ -418,7 +425,8 @@ def _settle(comparison: SinkComparison, found: _Differences, result: Reconciliat
     """Count what differs, leaving out objects the drains are sending; with ``repair``, queue and delete."""
     name = comparison.sink.name
     differing = found.missing | found.stale | found.extra
-    in_flight = _pending_objects(name, differing)
+    # Objects made (and sent) after their range was read from the LMS, before ClickHouse was: new, not extra.
+    in_flight = _pending_objects(name, differing) | (comparison.in_lms(found.extra) if found.extra else set())
     result.in_flight += len(in_flight)
     missing, stale, extra = (sorted(each - in_flight) for each in (found.missing, found.stale, found.extra))
     result.note("missing", missing)

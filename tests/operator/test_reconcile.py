@@ -143,3 +143,30 @@ def test_ranges_summed_by_groups_find_differences_at_every_boundary(operator_cli
     columns = line_of(output, "user_profile")
     assert columns[2:4] == ["1,002", "6/21"]  # ranges 0, 1, 2, 3 (a new group), 19 and the open one
     assert columns[5:8] == ["0", str(len(altered)), "2"], output
+
+
+def test_repair_keeps_the_rows_of_an_object_made_while_it_compared(operator_clickhouse, seeder, monkeypatch):
+    """
+    A learner registers and is sent to ClickHouse after reconcile read the LMS's range and before it read
+    ClickHouse's: the row is new, not extra, and --repair leaves it.
+    """
+    from common.djangoapps.student.helpers import create_user
+
+    seeder.users(20)
+    call_command("dump_data_to_clickhouse", "--object", "user_profile", "--no-progress", stdout=io.StringIO())
+    first = operator_clickhouse.command("SELECT min(id) FROM user_profile")
+    operator_clickhouse.command(f"ALTER TABLE user_profile DELETE WHERE id = {first}", settings={"mutations_sync": 1})
+    read_clickhouse = reconcile_module.SinkComparison.clickhouse_rows
+    made = []
+
+    def a_learner_registers_meanwhile(comparison, *args, **kwargs):
+        if not made:
+            made.append(create_user("meanwhile", "meanwhile@example.com", name="Meanwhile").profile.id)
+            delivery.drain("user_profile", time_budget=float("inf"))
+        return read_clickhouse(comparison, *args, **kwargs)
+
+    monkeypatch.setattr(reconcile_module.SinkComparison, "clickhouse_rows", a_learner_registers_meanwhile)
+
+    reconcile("--object", "user_profile", "--repair")
+
+    assert operator_clickhouse.command(f"SELECT count() FROM user_profile WHERE id = {made[0]}") == 1
