@@ -198,3 +198,33 @@ def test_retrying_counts_entries_that_failed_not_those_on_their_first_try(operat
     assert retrying() == 0
     queue.give_back(claimed, ClickHouseUnavailable("Connection refused"), waits=1)
     assert retrying() == 2
+
+
+def test_a_status_that_cannot_be_read_is_unknown_to_probes(operator_clickhouse):
+    """The LMS database failing under the status (here, a table of the plugin's gone): Nagios' UNKNOWN, 3."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE aspects_sink_sinkhealth RENAME TO aspects_sink_sinkhealth_away")
+    try:
+        code, output = run_status()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE aspects_sink_sinkhealth_away RENAME TO aspects_sink_sinkhealth")
+    assert code == 3 and output.startswith("UNKNOWN: the status could not be read: ") and "sinkhealth" in output
+
+
+def test_a_sweep_that_could_not_wake_a_drain_fails(operator_clickhouse, monkeypatch):
+    """Run from cron, the sweep's exit code is all anyone reads: a drain it could not schedule is a failure."""
+    from django.core.management.base import CommandError
+
+    from aspects_sink import scheduling
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(scheduling, "send_task", broker_down)
+    OutboxEntry.objects.create(sink="user_profile", object_id="1")
+
+    with pytest.raises(CommandError, match=r"^could not schedule the drains of user_profile: is the broker up\?"):
+        call_command("aspects_sink_sweep", stdout=io.StringIO())

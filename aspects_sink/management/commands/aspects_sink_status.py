@@ -1,4 +1,4 @@
-"""Show how far behind ClickHouse is and what is stuck; exit 0, 1 or 2 (ok, warning, critical) for probes."""
+"""Show how far behind ClickHouse is and what is stuck; exit 0, 1, 2 or 3 (ok, warning, critical, unknown)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from django.utils import timezone
 
 from aspects_sink import status
 from aspects_sink.progress import SummaryColumn, format_duration, format_table
+
+# Nagios' (and many probes') code for a check that could not tell.
+UNKNOWN = 3
 
 
 def _ago(value) -> str:
@@ -30,7 +33,8 @@ class Command(BaseCommand):
         "entries being retried, dead letters by reason, the last successful INSERT, the last error and whether a "
         "configuration error paused the sink; whether ClickHouse answers and its version; retirement mutations "
         "pending or failed; when the periodic sweep (Celery beat) last ran. Read-only: it schedules nothing. "
-        "Exit code 0 ok, 1 warning, 2 critical (thresholds: ASPECTS_SINK_STATUS_THRESHOLDS), so a Kubernetes "
+        "Exit code 0 ok, 1 warning, 2 critical (thresholds: ASPECTS_SINK_STATUS_THRESHOLDS), 3 when the status "
+        "cannot be read (the LMS database failing), so a Kubernetes "
         "probe, cron or Nagios can run it. --json prints the stable layout documented in the README."
     )
 
@@ -38,7 +42,13 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print JSON (stable layout, see the README)")
 
     def handle(self, *args, **options):
-        found = status.collect()
+        try:
+            found = status.collect()
+        except Exception as error:  # a probe reads the exit code: 3 is "unknown", not a "warning" traceback
+            self.stdout.write(
+                f"UNKNOWN: the status could not be read: {type(error).__name__}: {status.redact(str(error))}"
+            )
+            sys.exit(UNKNOWN)
         if options["json"]:
             self.stdout.write(json.dumps(found.as_json(), indent=2))
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from aspects_sink import delivery, outbox, scheduling, status
 
@@ -24,13 +24,25 @@ class Command(BaseCommand):
         if not pending:
             self.stdout.write("Nothing pending.")
             return
+        not_scheduled, not_sent = [], []
         for sink_name, summary in sorted(pending.items()):
             if options["drain"]:
                 report = delivery.drain(sink_name, time_budget=float("inf"))
                 self.stdout.write(
                     f"{sink_name}: delivered {report.delivered}, retried {report.retried}, parked {report.parked}"
                 )
+                if report.retried or report.parked:
+                    not_sent.append(sink_name)
             else:
                 scheduled = scheduling.publish_drain(sink_name, 0)
                 outcome = "scheduled" if scheduled else "NOT scheduled: is the broker up?"
                 self.stdout.write(f"{sink_name}: {summary.pending} pending, drain {outcome}")
+                if not scheduled:
+                    not_scheduled.append(sink_name)
+        # Run from cron, the exit code is what anyone reads.
+        if not_scheduled:
+            raise CommandError(f"could not schedule the drains of {', '.join(not_scheduled)}: is the broker up?")
+        if not_sent:
+            raise CommandError(
+                f"entries of {', '.join(not_sent)} were retried or parked (see above; aspects_sink_status tells why)"
+            )
