@@ -77,7 +77,8 @@ def test_retirement_sticks_under_concurrent_drains_and_backfills(devstack):
             lambda r=retiring: devstack.run_function("lms", scenarios.retire, usernames=r),
         ]
         backfill = [lambda: devstack.manage("lms", "dump_data_to_clickhouse", "--sleep_time", "0")]
-        drain = [lambda: devstack.manage("lms", "aspects_sink_sweep", "--drain")]
+        # Racing the others, a drain may have to retry entries (and say so with its exit code): it is not the point.
+        drain = [lambda: devstack.manage("lms", "aspects_sink_sweep", "--drain", check=False)]
         steps = [pipeline, backfill, drain]
         rng.shuffle(steps)
         _concurrently(*steps)
