@@ -32,10 +32,7 @@ def record_delivery(sink_name: str, rows: int, inserts: int) -> None:
 
 def record_switched_off(sink_name: str) -> None:
     """The sink was switched off, its waiting entries dropped: a pause for a configuration error ends with it."""
-    try:
-        SinkHealth.objects.filter(sink=sink_name, paused_since__isnull=False).update(paused_since=None)
-    except DatabaseError as error:
-        log.error("aspects_sink: could not record the health of %s: %s", sink_name, error)
+    _update_if(sink_name, {"paused_since__isnull": False}, paused_since=None)
 
 
 def record_failure(sink_name: str, error_class: str, message: str, *, pause: bool = False) -> None:
@@ -44,7 +41,7 @@ def record_failure(sink_name: str, error_class: str, message: str, *, pause: boo
     _record(sink_name, last_error_at=now, last_error_class=error_class, last_error=message[:4000])
     if pause:
         # The first time it paused stays: the status reports how long the sink has been stuck.
-        SinkHealth.objects.filter(sink=sink_name, paused_since=None).update(paused_since=now)
+        _update_if(sink_name, {"paused_since": None}, paused_since=now)
 
 
 # How the last error of a sink says that changes could not be recorded (the status reads it back).
@@ -60,6 +57,14 @@ def record_outbox_failure(sink_name: str, changes: int, message: str) -> None:
         last_error_class=SinkHealth.CONFIGURATION,
         last_error=f"{OUTBOX_WRITE_FAILED}{message}"[:4000],
     )
+
+
+def _update_if(sink_name: str, condition: dict, **changes) -> None:
+    """Change the sink's health row if it meets ``condition``; a failure is logged, never raised into a drain."""
+    try:
+        SinkHealth.objects.filter(sink=sink_name, **condition).update(**changes)
+    except DatabaseError as error:
+        log.error("aspects_sink: could not record the health of %s: %s", sink_name, error)
 
 
 def _record(sink_name: str, **changes) -> None:

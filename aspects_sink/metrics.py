@@ -143,9 +143,10 @@ def exposition() -> bytes:
 
 def allowed(request: HttpRequest) -> bool:
     """Staff logged in to the LMS, or a scraper presenting ``ASPECTS_SINK_METRICS_TOKEN`` as a bearer token."""
-    token = aspects_settings.ASPECTS_SINK_METRICS_TOKEN
+    # A token read from a file or a secret often ends with a newline: neither side's whitespace counts.
+    token = str(aspects_settings.ASPECTS_SINK_METRICS_TOKEN or "").strip()
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if token and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), str(token).encode()):
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode()):
         return True
     user = getattr(request, "user", None)
     return bool(user and user.is_active and user.is_staff)

@@ -129,9 +129,11 @@ def test_failed_and_pending_retirement_mutations_are_reported(operator_clickhous
 
 def test_metrics_show_the_status_figures_to_staff_and_token_holders_only(troubled, client, settings):
     assert client.get("/aspects_sink/metrics").status_code == 403
-    settings.ASPECTS_SINK_METRICS_TOKEN = "scrape-secret"
+    settings.ASPECTS_SINK_METRICS_TOKEN = "scrape-secret\n"  # as read from a secret's file
     assert client.get("/aspects_sink/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     samples = scrape(client, HTTP_AUTHORIZATION="Bearer scrape-secret")
+    settings.ASPECTS_SINK_METRICS_TOKEN = " \n"  # blank: no token at all, not one anybody may present
+    assert client.get("/aspects_sink/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 403
 
     client.force_login(User.objects.create_user("ops", is_staff=True))
     assert scrape(client).keys() == samples.keys()
