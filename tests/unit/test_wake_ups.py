@@ -35,8 +35,10 @@ def wake_ups(monkeypatch, settings):
     monkeypatch.setattr(scheduling, "_scheduled_until", {})
     counting = CountingCache(scheduling.cache)
     monkeypatch.setattr(scheduling, "cache", counting)
-    counting.delete(scheduling._scheduled_key(SINK))
-    counting.delete(scheduling._last_drain_key(SINK))
+    monkeypatch.setattr(scheduling, "_cache_down_until", [0.0])
+    # What other tests of the process may have left in the cache: a schedule, a drain's time, a broker outage.
+    for key in (scheduling._scheduled_key(SINK), scheduling._last_drain_key(SINK), scheduling._BROKER_DOWN_KEY):
+        counting.delete(key)
     counting.calls = 0
     return submitted, counting
 
