@@ -72,25 +72,22 @@ def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport,
     other rows failed is never shown as current there.
 
     A write that raises may still have landed, and so may the ones before it: retirement looks at those too
-    (:func:`retirement.after_failed_write`), or a learner retired meanwhile would keep those rows for good,
-    and the error is raised unchanged.
+    (:func:`retirement.send_each`), or a learner retired meanwhile would keep those rows for good, and the
+    error is raised unchanged.
     """
     stamp = Stamp(version=VersionTick.allocate())
     written = written if written is not None else Written()
     writes = sink.writes_for(object_ids, stamp)
-    attempted = 0
-    try:
-        for item in writes:
-            attempted += 1
-            if isinstance(item, ColumnBatch):
-                written.rows += transport.insert(item)
-            elif isinstance(item, Statement) and item.mutates:
-                mutations.run(transport, item.sql, item.parameters, item.settings, item.mutates)
-            elif isinstance(item, Statement):
-                transport.command(item.sql, item.parameters, item.settings)
-    except Exception:
-        retirement.after_failed_write(sink, writes[:attempted])
-        raise
+
+    def send(item: ColumnBatch | Statement) -> None:
+        if isinstance(item, ColumnBatch):
+            written.rows += transport.insert(item)
+        elif item.mutates:
+            mutations.run(transport, item.sql, item.parameters, item.settings, item.mutates)
+        else:
+            transport.command(item.sql, item.parameters, item.settings)
+
+    retirement.send_each(sink, writes, send)
     written.statements += len(writes)
     retirement.after_write(sink, object_ids, writes)
     return len(writes)

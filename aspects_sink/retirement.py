@@ -14,7 +14,7 @@ Either way nobody has to act. ``aspects_sink_retirement_check`` proves it table 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +89,19 @@ def after_write(sink: Sink, object_ids: Sequence[Any], writes: Sequence[Any]) ->
     if sink.name == RETIREMENT_SINK and any(isinstance(write, Statement) for write in writes):
         done = {int(user_id) for user_id in object_ids} - raced
         RetiredUser.objects.filter(user_id__in=sorted(done)).update(scrubbed_at=timezone.now())
+
+
+def send_each(sink: Sink, writes: Sequence[Any], send: Callable[[Any], None]) -> None:
+    """
+    ``send`` each write in turn, the way the drain and the backfill do. When one raises, the writes attempted (it
+    included) may have landed: :func:`after_failed_write` looks at them, then the error goes on unchanged.
+    """
+    for attempted, write in enumerate(writes, start=1):
+        try:
+            send(write)
+        except Exception:
+            after_failed_write(sink, writes[:attempted])
+            raise
 
 
 def after_failed_write(sink: Sink, attempted: Sequence[Any]) -> None:

@@ -29,7 +29,7 @@ from aspects_sink.backfill.source import BackfillSource
 from aspects_sink.isolation import Limits, isolate
 from aspects_sink.models import VersionTick
 from aspects_sink.sinks.base import Stamp
-from aspects_sink.transport import ClickHouseTransport
+from aspects_sink.transport import ClickHouseTransport, ColumnBatch
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _send(
     data's fault (ClickHouse unavailable or misconfigured, the LMS database failing): the run stops there.
 
     Retirement looks at what each attempt wrote (:func:`retirement.after_write`), and at what it may have
-    written when an INSERT raised (:func:`retirement.after_failed_write`: a timeout after ClickHouse applied it,
+    written when an INSERT raised (:func:`retirement.send_each`: a timeout after ClickHouse applied it,
     or the tables before the one that failed), as the drain's :func:`aspects_sink.delivery.write` does: the run
     that follows reads a learner retired meanwhile with the exclusion and would never queue the retirement again.
     """
@@ -129,14 +129,11 @@ def _send(
         nonlocal own_rows
         whole = len(group) == len(keys)  # the page itself: read by range, or from the rows already read
         batches = source.writes(group, stamp, span if whole else None, rows if whole else None)
-        attempted = 0
-        try:
-            for batch in batches:
-                attempted += 1
-                tally.inserts += 1 if transport.insert(batch) else 0
-        except Exception:
-            retirement.after_failed_write(source.sink, batches[:attempted])  # they may have landed: ADR 0008
-            raise
+
+        def insert(batch: ColumnBatch) -> None:
+            tally.inserts += 1 if transport.insert(batch) else 0
+
+        retirement.send_each(source.sink, batches, insert)  # a failed INSERT may have landed: ADR 0008
         retirement.after_write(source.sink, group, batches)
         own_rows += source.own_rows(batches)
         return len(batches)
