@@ -45,7 +45,8 @@ DEFAULT_MODEL_CONFIG = {
 # .. toggle_default: True
 # .. toggle_description: Send the objects of sink <SINK> (COURSE_OVERVIEWS, USER_PROFILE, EXTERNAL_ID,
 #   COURSE_ENROLLMENT, TAG, TAXONOMY, OBJECT_TAG, USER_RETIREMENT, or a site's own sink) to ClickHouse, live
-#   and in backfills.
+#   and in backfills. USER_PROFILE and EXTERNAL_ID, whose rows are personal data, have no default: unset, they
+#   follow ASPECTS_ENABLE_PII; set True, they turn personal data on (what Tutor's ASPECTS_ENABLE_PII renders).
 # .. toggle_use_cases: open_edx
 # .. toggle_creation_date: 2026-11-21
 SINK_SETTING_TEMPLATE = "EVENT_SINK_CLICKHOUSE_{}_ENABLED"
@@ -59,6 +60,10 @@ BUILTIN_SINK_NAMES = (
     "object_tag",
     "user_retirement",
 )
+# Built-in sinks whose rows are personal data (``Sink.pii``). Their switches have no default: set True, a switch
+# is the site's consent to personal data, as Tutor's ASPECTS_ENABLE_PII renders it (aspects_sink.toggles); unset,
+# ``ASPECTS_ENABLE_PII`` decides.
+PERSONAL_SINK_NAMES = ("user_profile", "external_id")
 
 DEFAULTS: dict[str, Any] = {
     # .. setting_name: EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG
@@ -93,7 +98,11 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_SINK_CLICKHOUSE_PII_MODELS": ["user_profile", "external_id"],
     # ASPECTS_ENABLE_PII is a toggle: its annotation is in aspects_sink.toggles.
     "ASPECTS_ENABLE_PII": False,
-    **{SINK_SETTING_TEMPLATE.format(name.upper()): True for name in BUILTIN_SINK_NAMES},
+    **{
+        SINK_SETTING_TEMPLATE.format(name.upper()): True
+        for name in BUILTIN_SINK_NAMES
+        if name not in PERSONAL_SINK_NAMES
+    },
     # .. setting_name: ASPECTS_SINK_EXTRA_SINKS
     # .. setting_default: []
     # .. setting_description: Dotted paths of a site's own Sink classes (they may also come from the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from edx_toggles.toggles import SettingToggle, WaffleFlag
 
-from aspects_sink.conf import SINK_SETTING_TEMPLATE, aspects_settings
+from aspects_sink.conf import DEFAULTS, SINK_SETTING_TEMPLATE, aspects_settings
 
 # .. toggle_name: event_sink_clickhouse.<sink>.enabled
 # .. toggle_implementation: WaffleFlag
@@ -24,7 +24,9 @@ SINK_FLAG_TEMPLATE = "event_sink_clickhouse.{}.enabled"
 # .. toggle_implementation: DjangoSetting
 # .. toggle_default: False
 # .. toggle_description: Send personal data (names, usernames, emails). When off, sinks whose rows are
-#   personal data (user_profile) send nothing, and personal columns of other sinks are sent empty.
+#   personal data (user_profile) send nothing, and personal columns of other sinks are sent empty. A personal
+#   model's own switch (``EVENT_SINK_CLICKHOUSE_USER_PROFILE_ENABLED = True``, one of
+#   ``EVENT_SINK_CLICKHOUSE_PII_MODELS``) turns it on too: that is what Tutor's ASPECTS_ENABLE_PII renders.
 # .. toggle_warning: Understand the legal consequences of storing personal data before turning this on.
 # .. toggle_use_cases: open_edx
 # .. toggle_creation_date: 2026-11-21
@@ -69,8 +71,22 @@ def sink_enabled(sink_name: str) -> bool:
 
 
 def pii_enabled() -> bool:
-    """Whether personal data may be sent at all."""
-    return bool(aspects_settings.ASPECTS_ENABLE_PII)
+    """
+    Whether personal data may be sent at all: ``ASPECTS_ENABLE_PII``, or a personal model's sink (one of
+    ``EVENT_SINK_CLICKHOUSE_PII_MODELS``) switched on by its own setting. The second is how Tutor says it: its
+    ``ASPECTS_ENABLE_PII`` renders no Django setting of that name, but ``EVENT_SINK_CLICKHOUSE_<MODEL>_ENABLED =
+    True`` for each personal model, as platform-plugin-aspects reads it. A waffle flag is no such consent.
+    """
+    if aspects_settings.ASPECTS_ENABLE_PII:
+        return True
+    switches = (
+        SINK_SETTING_TEMPLATE.format(model.upper()) for model in aspects_settings.EVENT_SINK_CLICKHOUSE_PII_MODELS
+    )
+    return any(
+        SettingToggle(switch, default=False, module_name=__name__).is_enabled()
+        for switch in switches
+        if switch not in DEFAULTS  # a switch on by the plugin's default is no one's consent
+    )
 
 
 def xapi_enabled() -> bool:

@@ -33,6 +33,8 @@ def schedule_sweep(settings):
         "task": SWEEP_TASK,
         "schedule": settings.ASPECTS_SINK_SWEEP_INTERVAL_SECONDS,
     }
+    if settings.ASPECTS_SINK_CELERY_QUEUE:  # beat sends it there, as the plugin sends its other tasks
+        entry["options"] = {"queue": settings.ASPECTS_SINK_CELERY_QUEUE}
     names = [name for name in ("CELERY_BEAT_SCHEDULE", "CELERYBEAT_SCHEDULE") if hasattr(settings, name)]
     for name in names or ["CELERY_BEAT_SCHEDULE"]:
         schedule = dict(getattr(settings, name, None) or {})

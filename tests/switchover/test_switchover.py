@@ -28,11 +28,13 @@ from tests.support.xapi import wait_until_statements_drained
 pytestmark = pytest.mark.slow
 
 LEARNERS = ["ada", "bea", "cyd"]
-# Tutor's settings for Aspects (tutor-contrib-aspects): the sinks it switches on, personal data on.
+# Tutor's settings for Aspects as tutor-contrib-aspects renders them (openedx-common-settings) with its
+# ASPECTS_ENABLE_PII on: the switch of each sink it enables, personal models' included. Tutor's ASPECTS_ENABLE_PII
+# itself never reaches Django.
 TUTOR_SETTINGS = {
-    "ASPECTS_ENABLE_PII": True,
     **{f"EVENT_SINK_CLICKHOUSE_{sink.upper()}_ENABLED": True for sink in (
-        "course_overviews", "tag", "taxonomy", "object_tag", "course_enrollment", "user_profile", "external_id"
+        "course_overviews", "tag", "taxonomy", "object_tag", "course_enrollment", "user_profile", "external_id",
+        "auth_user",
     )},
     "EVENT_SINK_CLICKHOUSE_PII_MODELS": ["user_profile", "external_id", "auth_user"],
 }  # fmt: skip

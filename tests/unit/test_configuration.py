@@ -7,6 +7,8 @@ import sys
 import pytest
 from waffle.testutils import override_flag
 
+from aspects_sink import toggles
+from aspects_sink.conf import BUILTIN_SINK_NAMES, DEFAULTS, PERSONAL_SINK_NAMES, SINK_SETTING_TEMPLATE
 from aspects_sink.settings import common, production
 from aspects_sink.sinks.registry import UnknownSink, all_sinks, enabled_sinks, get_sink
 
@@ -37,6 +39,13 @@ def test_the_sweep_is_scheduled_with_the_configured_interval():
     assert settings.CELERY_BEAT_SCHEDULE["aspects_sink.sweep_outbox"]["schedule"] == 17
 
 
+def test_the_sweep_goes_to_the_plugins_queue_when_it_has_one():
+    """ASPECTS_SINK_CELERY_QUEUE takes every task of the plugin's, the sweep that beat sends included."""
+    settings = platform_settings({"ASPECTS_SINK_CELERY_QUEUE": "aspects"})
+    assert settings.CELERY_BEAT_SCHEDULE["aspects_sink.sweep_outbox"]["options"] == {"queue": "aspects"}
+    assert "options" not in platform_settings().CELERY_BEAT_SCHEDULE["aspects_sink.sweep_outbox"]
+
+
 def test_unknown_object_lists_the_valid_names():
     with pytest.raises(UnknownSink) as error:
         get_sink("nope")
@@ -56,6 +65,40 @@ def test_personal_sinks_stop_when_pii_is_off(settings):
     settings.ASPECTS_ENABLE_PII = False
     names = [sink.name for sink in enabled_sinks()]
     assert "user_profile" not in names and "external_id" not in names  # as Tutor's EVENT_SINK_PII_MODELS
+
+
+@pytest.mark.django_db
+def test_personal_sinks_run_as_tutor_switches_them_on(settings):
+    """
+    Tutor's ``ASPECTS_ENABLE_PII`` is a Tutor setting: it renders no Django setting of that name (the plugin's
+    default, off, stays) but ``EVENT_SINK_CLICKHOUSE_<MODEL>_ENABLED = True`` for each of its personal models
+    (tutor-contrib-aspects' openedx-common-settings patch). A personal sink switched on by its own setting is sent,
+    personal columns of the others included.
+    """
+    settings.ASPECTS_ENABLE_PII = False  # the plugin's default, copied into the settings by its common settings
+    settings.EVENT_SINK_CLICKHOUSE_PII_MODELS = ["user_profile", "external_id", "auth_user"]
+    for model in settings.EVENT_SINK_CLICKHOUSE_PII_MODELS:
+        setattr(settings, f"EVENT_SINK_CLICKHOUSE_{model.upper()}_ENABLED", True)
+    names = [sink.name for sink in enabled_sinks()]
+    assert "user_profile" in names and "external_id" in names
+    assert toggles.pii_enabled()
+
+
+def test_the_personal_sinks_have_no_default_switch():
+    """The built-in sinks whose rows are personal (``pii``) are the ones whose switch means consent."""
+    personal = {name for name, sink in all_sinks().items() if sink.pii and name in BUILTIN_SINK_NAMES}
+    assert personal == set(PERSONAL_SINK_NAMES)
+    assert not any(SINK_SETTING_TEMPLATE.format(name.upper()) in DEFAULTS for name in personal)
+
+
+@pytest.mark.django_db
+def test_a_waffle_flag_alone_sends_no_personal_data(settings):
+    """A sink's run-time flag is no consent to personal data: only settings (Tutor's, or ASPECTS_ENABLE_PII) are."""
+    settings.ASPECTS_ENABLE_PII = False
+    settings.EVENT_SINK_CLICKHOUSE_USER_PROFILE_ENABLED = False
+    with override_flag("event_sink_clickhouse.user_profile.enabled", active=True):
+        assert not toggles.pii_enabled()
+        assert "user_profile" not in [sink.name for sink in enabled_sinks()]
 
 
 def test_extra_sinks_come_from_settings(settings):
