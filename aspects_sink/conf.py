@@ -232,6 +232,8 @@ DEFAULTS: dict[str, Any] = {
 # Platform settings the plugin reads, with edx-platform's own default; the plugin never sets them.
 PLATFORM_DEFAULTS: dict[str, Any] = {
     "RETIRED_USERNAME_PREFIX": "retired__user_",
+    # event-routing-backends': whether its route batches events (their times then reach its transformers as text)
+    "EVENT_ROUTING_BACKEND_BATCHING_ENABLED": False,
 }
 
 

@@ -9,8 +9,8 @@ So the request that emits an event only runs the filters (:meth:`XapiSteps.admit
 as text in its transaction (:func:`event_text`); the drain transforms the events it takes, a batch at a time,
 with :func:`transform`, the same function the history import transforms tracking-log lines with
 (docs/decisions/0005-xapi-to-clickhouse.rst). A statement's id is a uuid5 of its actor, verb and the text
-of the event's time, so the event's time goes back to being a datetime before ERB sees it
-(:func:`as_emitted`): the statements, ids included, are those ERB makes of the emitted event.
+of the event's time, so the event's time is handed to ERB's transformers as ERB's own route on the site hands
+it (:func:`as_routed`): the statements, ids included, are those ERB makes of the emitted event there.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from event_routing_backends.processors.mixins.base_transformer_processor import 
 from event_routing_backends.processors.xapi import XAPI_EVENTS_ENABLED
 from event_routing_backends.processors.xapi.transformer_processor import XApiProcessor
 from eventtracking import tracker
+
+from aspects_sink.conf import aspects_settings
 
 TRANSFORMER_BACKEND = "event_transformer"
 XAPI_CHILD = "xapi"
@@ -125,7 +127,7 @@ def transform(steps: XapiSteps, event: dict) -> list[StatementRow]:
     when a transformer fails, and Django's DatabaseError as it is when the LMS database does (the caller waits
     and tries again: docs/decisions/0009).
     """
-    event["timestamp"] = as_emitted(event.get("timestamp"))
+    event["timestamp"] = as_routed(event.get("timestamp"))
     try:
         return [statement_row(statement) for statement in steps.transform(event)]
     except DatabaseError:
@@ -139,14 +141,25 @@ def describe(event: dict) -> str:
     return f"{event.get('name') or '?'} event of {event.get('timestamp') or '?'}"
 
 
-def as_emitted(timestamp):
+def as_routed(timestamp):
     """
-    The event's time as the tracker hands it to ERB: a datetime, not ISO text.
+    The event's time as ERB's own route on this site hands it to its transformers: the tracker's datetime when
+    ERB sends each event, its ISO text when ERB batches them (``EVENT_ROUTING_BACKEND_BATCHING_ENABLED``, on as
+    Tutor runs Aspects: its Redis queue carries events as JSON).
 
-    ERB derives a statement's id from the text of the time it is given, and an emitted event carries a
-    datetime; transforming the text of a stored event or a log as such would give the same statement another
-    id, and an import overlapping the live route would add rows instead of collapsing into them.
+    ERB derives a statement's id from the text of the time it is given (``2026-12-01 13:22:04.333397+00:00``
+    from a datetime, ``2026-12-01T13:22:04.333397+00:00`` from ISO text), so the same event gets two ids
+    depending on the route. Statements the site's ERB wrote before it switched carry its route's ids; handing
+    the time as that route does, a history overlapping them (or the live route's own) collapses into them.
     """
+    emitted = as_emitted(timestamp)
+    if isinstance(emitted, datetime.datetime) and aspects_settings.EVENT_ROUTING_BACKEND_BATCHING_ENABLED:
+        return emitted.isoformat()  # as ERB's EventsRouter.queue_event writes it
+    return emitted
+
+
+def as_emitted(timestamp):
+    """The event's time as the tracker emitted it: a datetime, from the ISO text a stored event or a log holds."""
     if not isinstance(timestamp, str):
         return timestamp
     try:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime
 import gc
+import json
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 from common.djangoapps.student.helpers import create_user
 from devstack_tools import learner_activity as activity
 from django.core.management import call_command
@@ -51,6 +53,7 @@ from aspects_sink.sinks.base import Stamp
 from aspects_sink.sinks.registry import get_sink
 from aspects_sink.sinks.xapi_statements import raw_table
 from aspects_sink.xapi.history import xapi_router
+from tests.support.services import require_service
 
 LEARNERS = 5
 ACTOR_FILTER = "event_routing_backends.processors.xapi.transformer.xapi_transformer.get_actor"
@@ -97,6 +100,49 @@ def erbs_attributes() -> tuple:
         TincanBase.__dict__["__setattr__"],
         SerializableBase.__dict__["as_version"],
     )
+
+
+@pytest.mark.parametrize("batching", [False, True], ids=["erb-sends-each-event", "erb-batches-as-tutor-runs-it"])
+def test_the_live_drain_and_a_history_give_the_ids_erbs_own_route_gives_on_the_site(tracking_lines, settings, batching):
+    """
+    ERB makes a statement's id of the text of the event's time. Sending each event, it is handed the tracker's
+    datetime; batching (``EVENT_ROUTING_BACKEND_BATCHING_ENABLED``, on as Tutor runs Aspects) its Redis queue
+    carries events as JSON, so it is handed ISO text, and the same event gets another id. Statements a site's ERB
+    route wrote before the site switched are the ones a history overlapping them must collapse into: the drain and
+    the history give the ids ERB's route gives on that site, whichever way it is configured.
+    """
+    require_service("Redis", "127.0.0.1", 6379)
+    settings.EVENT_ROUTING_BACKEND_BATCHING_ENABLED = batching
+    settings.EVENT_ROUTING_BACKEND_BATCH_SIZE = len(tracking_lines)
+    router = xapi_router()
+    steps = erb.XapiSteps.of(router)
+    emitted = []
+    for line in tracking_lines:
+        event = parse_json_event(line)
+        event["timestamp"] = as_emitted(event["timestamp"])  # the tracker's datetime, as the event was emitted
+        emitted.append(event)
+
+    if batching:  # ERB's own queue, on a real Redis: what its transformers were handed
+        connection = redis.Redis(host="127.0.0.1", port=6379)
+        connection.delete(router.queue_name, router.last_sent_key)
+        connection.set(router.last_sent_key, datetime.datetime.now().isoformat())  # a batch goes when it is full
+        try:
+            batch = [router.queue_event(connection, dict(event)) for event in emitted][-1]
+        finally:
+            connection.delete(router.queue_name, router.last_sent_key)
+        handed = [json.loads(queued) for queued in batch]
+    else:
+        handed = [dict(event) for event in emitted]
+    erbs = {statement["id"] for event in handed for statement in router.process_event(event)}
+
+    drained = {
+        event_id
+        for event in emitted
+        for event_id, _, _ in erb.transform(steps, erb.event_from_text(erb.event_text(event)))
+    }
+    imported = {event_id for line in tracking_lines for event_id, _, _ in erb.transform(steps, parse_json_event(line))}
+    assert len(erbs) == 10 * LEARNERS
+    assert drained == erbs and imported == erbs
 
 
 def test_the_faster_transformation_gives_erbs_statements_to_the_byte_and_leaves_erb_as_it_was(tracking_lines):
