@@ -1,13 +1,14 @@
 """
-Prove that ClickHouse holds what the LMS holds: compare each sink's table, after FINAL, with the LMS by ranges of
-the sink's object keys, and find the objects that are missing, extra or stale.
+Prove that ClickHouse holds what the LMS holds: compare each sink's current rows (after FINAL; on Aspects' own
+tables, each key's row of the greatest ``time_last_dumped``) with the LMS by ranges of the sink's object keys, and
+find the objects that are missing, extra or stale.
 
 A range is a slice of the sink's rows in key order, about ``range_size`` rows long: by the table's own key when it
 starts with the model's primary key (ClickHouse then reads the range through its primary index), else by the
 object key (``lookup``, the id the outbox names: a user id, a course key). Each row is digested the same way on
 both sides (:mod:`aspects_sink.sinks.digests`, as the backfill's change tracking does): its sent columns written
 as text, joined and hashed with MD5. The LMS rows are serialized by the sink's own code (as the drains and the
-backfill send them) and digested in Python; ClickHouse digests its rows after ``FINAL`` itself and returns only
+backfill send them) and digested in Python; ClickHouse digests its current rows itself and returns only
 the range's count and the sum of its digests, so no row travels back while ranges agree. Equal counts and equal
 sums mean equal ranges; otherwise ClickHouse's per-row digests of the range are read and compared by the table's
 key to name the differing objects. Memory holds one range at a time, whatever the size of the table.
@@ -139,6 +140,10 @@ class SinkComparison:
         if missing_keys:
             raise ReconcileError(f"{sink.name}: table {self.target} lacks key columns {', '.join(missing_keys)}")
         self.key_positions = [names.index(name) for name in self.table.key]
+        # An object's current row: the greatest ``version`` on the plugin's own tables (FINAL merges them); on tables
+        # Aspects' migrations created (no ``version``; plain MergeTree refuses FINAL, and user_profile's keeps a row
+        # per dump) the greatest ``time_last_dumped``, as Aspects' readers take it.
+        self.latest_by = "time_last_dumped" if "version" not in existing and "time_last_dumped" in existing else None
         self.key_types = [self.columns[i].clickhouse_type for i in self.key_positions]
         self.object_column = self._object_column()
         self.object_position = names.index(self.object_column.name)
@@ -242,15 +247,15 @@ class SinkComparison:
         return f"{clause} {' AND '.join(conditions)}" if conditions else "", parameters
 
     def clickhouse_summary(self, objects: Sequence[Any]) -> Summary:
-        """The count and digest sum of these objects' rows (text keys), computed by ClickHouse after FINAL."""
+        """The count and digest sum of these objects' current rows (text keys), computed by ClickHouse."""
         where, parameters = self._where(None, None, objects)
-        sql = f"SELECT count(), sum({digests.digest_sql(self.columns)}) FROM {self.target} FINAL {where}"
+        sql = f"SELECT count(), sum({digests.digest_sql(self.columns)}) FROM {self._current(where)}"
         rows, digest_sum = self.transport.rows(sql, parameters)[0]
         return Summary(int(rows), int(digest_sum) & _MASK)
 
     def clickhouse_summaries(self, ranges: Sequence[tuple[Any, Any]]) -> list[Summary]:
         """
-        The count and digest sum of each of these consecutive integer ranges, computed by ClickHouse after FINAL
+        The count and digest sum of each of these consecutive integer ranges' current rows, computed by ClickHouse
         with one query: one pass over the rows whichever way the table is sorted (ranges by an object key that
         does not lead the table's key, as enrollments' user id, cannot be read through its primary index).
         A row's range is the number of the ranges' upper bounds below its key.
@@ -262,7 +267,7 @@ class SinkComparison:
         )
         sql = (
             f"SELECT {position} AS position, count(), sum({digests.digest_sql(self.columns)}) "
-            f"FROM {self.target} FINAL {where} GROUP BY position"
+            f"FROM {self._current(where)} GROUP BY position"
         )
         held = {
             int(index): Summary(int(rows), int(digest_sum) & _MASK)
@@ -271,11 +276,11 @@ class SinkComparison:
         return [held.get(index, Summary(0, 0)) for index in range(len(ranges))]
 
     def clickhouse_rows(self, after: Any, up_to: Any, objects: Sequence[Any] = ()) -> Rows:
-        """The range's rows one by one after FINAL: key, object and digest (computed by ClickHouse)."""
+        """The range's current rows one by one: key, object and digest (computed by ClickHouse)."""
         where, parameters = self._where(after, up_to, objects)
         selected = [schema.quote(self.columns[i].name) for i in self.key_positions]
         selected += [schema.quote(self.object_column.name), digests.digest_sql(self.columns)]
-        rows = self.transport.rows(f"SELECT {', '.join(selected)} FROM {self.target} FINAL {where}", parameters)
+        rows = self.transport.rows(f"SELECT {', '.join(selected)} FROM {self._current(where)}", parameters)
         *values, row_digests = zip(*rows) if rows else [()] * len(selected)
         data: list[Sequence[Any]] = [()] * len(self.columns)
         for position, column_values in zip([*self.key_positions, self.object_position], values):
@@ -285,7 +290,15 @@ class SinkComparison:
     def distinct_objects(self) -> list:
         """Every object key in the ClickHouse table (used for text keys, whose objects are few: courses)."""
         target = schema.quote(self.object_column.name)
-        return [row[0] for row in self.transport.rows(f"SELECT DISTINCT {target} FROM {self.target} FINAL")]
+        return [row[0] for row in self.transport.rows(f"SELECT DISTINCT {target} FROM {self._current('')}")]
+
+    def _current(self, where: str) -> str:
+        """The FROM clause of the current rows (one per key) among those ``where`` selects."""
+        if self.latest_by is None:
+            return f"{self.target} FINAL {where}"
+        keys = ", ".join(schema.quote(name) for name in self.table.key)
+        latest = schema.quote(self.latest_by)
+        return f"(SELECT * FROM {self.target} {where} ORDER BY {latest} DESC LIMIT 1 BY {keys})"
 
     def _rows(self, data: Sequence[Sequence[Any]], row_digests: Sequence[int]) -> Rows:
         """Rows from the values of the key and object columns (``data`` holds one sequence per column) and digests."""

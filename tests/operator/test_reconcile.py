@@ -8,11 +8,14 @@ from __future__ import annotations
 import io
 
 import pytest
+from aspects_schema import ASPECTS_TABLES, create_aspects_tables
 from django.core.management import call_command
 
 from aspects_sink import delivery
 from aspects_sink import reconcile as reconcile_module
 from aspects_sink.models import OutboxEntry
+from tests.operator.conftest import PASSWORD, USER
+from tests.support.endpoints import point_plugin_at
 
 USERS = 20_000
 
@@ -116,6 +119,53 @@ def test_reconcile_compares_enrollments_and_courses_by_their_own_keys(operator_c
         delivery.drain(sink, time_budget=float("inf"))
     code, output = reconcile("--range-size", "97")
     assert code == 0, output
+
+
+ASPECTS_DATABASE = "event_sink_aspects_own"
+
+
+@pytest.fixture
+def aspects_own_tables(clickhouse_endpoint, clickhouse_client, settings, db):
+    """
+    The plugin pointed at tables Aspects' migrations created, as on a site that switched: plain MergeTree
+    (course_overviews, course_enrollment, where ClickHouse refuses FINAL) or ReplacingMergeTree keyed with
+    ``time_last_dumped`` (user_profile, external_id), no ``version``; Aspects' readers take an object's row of the
+    greatest ``time_last_dumped``.
+    """
+    create_aspects_tables(clickhouse_client, ASPECTS_DATABASE)
+    point_plugin_at(
+        settings,
+        clickhouse_client,
+        clickhouse_endpoint,
+        user=USER,
+        password=PASSWORD,
+        database=ASPECTS_DATABASE,
+        tables=tuple(ASPECTS_TABLES),
+    )
+    return clickhouse_client
+
+
+def test_reconcile_reads_aspects_own_tables_as_aspects_reads_them(aspects_own_tables, seeder):
+    seeder.users(200)
+    seeder.courses(3, blocks_per_course=5)
+    seeder.external_ids()
+    seeder.enrollments(300)
+    call_command("dump_data_to_clickhouse", "--no-progress", stdout=io.StringIO())
+    call_command("dump_data_to_clickhouse", "--force", "--no-progress", stdout=io.StringIO())  # a row more each
+    code, output = reconcile("--range-size", "97")
+    assert code == 0, output
+    assert line_of(output, "user_profile")[1:3] == ["200", "200"], output
+
+    # A newer row of one profile, as Aspects' readers would take it: that profile differs.
+    profile = f"{ASPECTS_DATABASE}.user_profile"
+    user_id = aspects_own_tables.command(f"SELECT min(user_id) FROM {profile}")
+    aspects_own_tables.command(
+        f"INSERT INTO {profile} (id, user_id, name, time_last_dumped) "
+        f"SELECT id, user_id, 'Someone Else', '9999-12-31 00:00:00' FROM {profile} WHERE user_id = {user_id} LIMIT 1"
+    )
+    code, output = reconcile("--object", "user_profile")
+    assert code == 1
+    assert line_of(output, "user_profile")[5:8] == ["0", "1", "0"], output
 
 
 def test_ranges_summed_by_groups_find_differences_at_every_boundary(operator_clickhouse, seeder, monkeypatch):
