@@ -25,7 +25,7 @@ from aspects_sink.models import RetiredUser, retired_user_ids
 from aspects_sink.sinks import schema
 from aspects_sink.sinks.base import Sink, Statement, TableSpec
 from aspects_sink.sinks.registry import all_sinks
-from aspects_sink.sinks.xapi_statements import raw_table
+from aspects_sink.sinks.xapi_statements import forget_parked_events_of, raw_table
 from aspects_sink.transport import ClickHouseTransport, ColumnBatch
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ RETIREMENT_SINK = "user_retirement"
 
 def record(user_ids: Iterable[int]) -> None:
     """
-    Record users as retired, in the caller's transaction, and queue the removal of their data.
+    Record users as retired, in the caller's transaction, and queue the removal of their data; their parked
+    tracking events leave the LMS at once.
 
     The record is written whether or not the retirement sink is on: the exclusion never depends on a switch.
     """
@@ -44,6 +45,7 @@ def record(user_ids: Iterable[int]) -> None:
     new = [RetiredUser(user_id=user_id) for user_id in ids if user_id not in known]
     RetiredUser.objects.bulk_create(new, ignore_conflicts=True)  # another process may record the same user
     RetiredUser.objects.filter(user_id__in=ids).update(scrubbed_at=None)
+    forget_parked_events_of(ids)
     if all_sinks()[RETIREMENT_SINK].is_enabled():
         outbox.enqueue(RETIREMENT_SINK, ids)
 

@@ -18,11 +18,13 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 
+from django.db.models import Q
+
 from aspects_sink import edx_platform, erb, toggles
 from aspects_sink.conf import aspects_settings
 from aspects_sink.erb import transformation
 from aspects_sink.isolation import ObjectsAtFault
-from aspects_sink.models import RetiredUser, XapiStatement
+from aspects_sink.models import RetiredUser, XapiStatement, retired_user_ids
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks.base import QueueSpec, SerializationError, Sink, Stamp, TableSpec
 from aspects_sink.transport import ClickHouseMisconfigured, ColumnBatch
@@ -134,21 +136,68 @@ class XapiStatementSink(Sink):
             entries = XapiStatement.objects.filter(pk__in=chunk).values_list(
                 "pk", "event_id", "emission_time", "statement", "event_name"
             )
+            events = {}
             for pk, event_id, emitted, text, event_name in entries:
                 if not event_name:
                     rows.append((event_id, emitted, text))
                     continue
+                try:
+                    events[pk] = erb.event_from_text(text)
+                except ValueError as error:  # text that is not an event
+                    failed[str(pk)] = SerializationError(self.name, pk, str(error))
+            users = {pk: user_of_event(event) for pk, event in events.items()}
+            retired = retired_user_ids(filter(None, users.values()))
+            if retired:  # dropped, never parked: a dead letter would keep their personal data
+                dropped = [pk for pk, user in users.items() if user in retired]
+                log.info("aspects_sink: left out %d tracking events of retired users", len(dropped))
+                for pk in dropped:
+                    del events[pk]
+            for pk, event in events.items():
                 steps = steps or transforming_steps()
                 try:
-                    event = erb.event_from_text(text)
                     made = erb.transform(steps, event)
-                except ValueError as error:  # TransformationError, or text that is not an event
+                except erb.TransformationError as error:
                     failed[str(pk)] = SerializationError(self.name, pk, str(error))
                     continue
                 if not made:
                     reason = f"{erb.describe(event)}: event-routing-backends made no statement of it"
                     failed[str(pk)] = SerializationError(self.name, pk, reason)
                 rows += made
+
+
+def user_of_event(event: dict) -> int | None:
+    """The id of the user a tracking event is of (its context's ``user_id``), None for an anonymous one."""
+    context = event.get("context") if isinstance(event, dict) else None
+    user_id = context.get("user_id") if isinstance(context, dict) else None
+    try:
+        return int(user_id)
+    except (TypeError, ValueError):
+        return None
+
+
+def forget_parked_events_of(user_ids: Sequence[int]) -> int:
+    """
+    Delete the parked tracking events of these (retired) users: a dead letter keeps the whole event (username,
+    IP address, user agent) until it is replayed or evicted. Events still waiting are dropped by the drain
+    (:meth:`XapiStatementSink.writes_for`), as their statements would be. Return the events deleted.
+
+    Matched on the ``user_id`` of the event's context as :func:`aspects_sink.erb.event_text` wrote it (compact
+    JSON), among dead letters only: their number is bounded (``ASPECTS_SINK_XAPI_MAX_DEAD_STATEMENTS``), and
+    entries a drain holds are left to it.
+    """
+    matches = Q()
+    for user_id in user_ids:
+        for written in (str(int(user_id)), json.dumps(str(int(user_id)))):
+            matches |= Q(statement__contains=f'"user_id":{written},') | Q(statement__contains=f'"user_id":{written}}}')
+    if not matches:
+        return 0
+    parked = XapiStatement.objects.filter(state=XapiStatement.DEAD).exclude(event_name="")
+    candidates = parked.filter(matches).values_list("pk", "statement")
+    # a text match may be another key's ``user_id`` nested deeper: the event's own user decides
+    wanted = {int(user_id) for user_id in user_ids}
+    doomed = [pk for pk, text in candidates if user_of_event(erb.event_from_text(text)) in wanted]
+    XapiStatement.objects.filter(pk__in=doomed).delete()
+    return len(doomed)
 
 
 def transforming_steps() -> erb.XapiSteps:

@@ -1,7 +1,8 @@
 """
 xAPI and personal data: statements name their actor by the anonymous external id, whatever the PII switch;
 ERB configured to name actors by email or its hash refuses to start; statements of retired users are left out;
-the retirement check finds a statement naming a retired user and ``--repair`` deletes it.
+the retirement check finds a statement naming a retired user and ``--repair`` deletes it; a retired learner's
+tracking events waiting in the LMS (parked or not) leave it.
 """
 
 from __future__ import annotations
@@ -92,9 +93,10 @@ def test_statements_of_a_retired_user_are_left_out_and_the_check_repairs_planted
 ):
     activity.emit(learner, course, activity.round_of_events(learner, course))
     assert XapiStatement.objects.exists()
+    actor = get_anonymous_user_id(learner.username, "XAPI")  # the learner's statements' actor
     retirement.record([learner.id])  # before the drain: the statements recorded meanwhile are not sent
     report = drain(devstack_clickhouse)
-    (actor,) = retirement.xapi_actor_ids([learner.id])
+    assert retirement.xapi_actor_ids([learner.id]) == [actor]
     assert report.delivered and of_actor(devstack_clickhouse, actor) == []
     table = raw_table()
     account = {"homePage": "http://lms", "name": actor}
@@ -110,3 +112,36 @@ def test_statements_of_a_retired_user_are_left_out_and_the_check_repairs_planted
     call_command("aspects_sink_retirement_check", "--repair", stdout=output)
     assert "1 xAPI actors" in output.getvalue()
     assert of_actor(devstack_clickhouse, actor) == []
+
+
+def waiting_events_of(user) -> list[XapiStatement]:
+    """The tracking events the LMS holds for the xAPI route that carry this learner's username."""
+    return [entry for entry in XapiStatement.objects.all() if f'"username":"{user.username}"' in entry.statement]
+
+
+def test_a_retired_learners_parked_events_leave_the_lms(devstack_clickhouse, course, learner, settings):
+    """Dead letters keep the whole tracking event (username, IP, user agent) until replayed or evicted."""
+    settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
+    other = create_user(f"keep{uuid.uuid4().hex[:8]}", f"keep{uuid.uuid4().hex[:6]}@example.com")
+    broken = [activity.Event(activity.PROBLEM_CHECK, {"attempts": 1}, "/problem")]  # ERB's transformer fails
+    for user in (learner, other):
+        activity.emit(user, course, broken)
+    report = drain(devstack_clickhouse)
+    assert report.parked == 2 and waiting_events_of(learner) and waiting_events_of(other)
+
+    retirement.record([learner.id])
+
+    assert waiting_events_of(learner) == []
+    assert len(waiting_events_of(other)) == 1  # another learner's dead letter stays for the operator
+
+
+def test_a_retired_learners_waiting_events_are_never_parked(devstack_clickhouse, course, learner, settings):
+    """Events recorded before the retirement and failing after it are dropped, not parked with their personal data."""
+    settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
+    activity.emit(learner, course, [activity.Event(activity.PROBLEM_CHECK, {"attempts": 1}, "/problem")])
+    activity.emit(learner, course, activity.round_of_events(learner, course))
+    retirement.record([learner.id])
+
+    report = drain(devstack_clickhouse)
+
+    assert report.parked == 0 and waiting_events_of(learner) == []
