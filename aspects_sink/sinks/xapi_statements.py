@@ -106,6 +106,11 @@ class XapiStatementSink(Sink):
     order = 200
     description = "xAPI statements from event-routing-backends, into the raw xAPI table"
 
+    @property
+    def gather_seconds(self) -> float:
+        """The first statement after a quiet period waits the xAPI flush interval, not the platform sinks' one."""
+        return self.drain_interval
+
     def is_enabled(self) -> bool:
         """Always: statements recorded before the route was switched off are still owed to ClickHouse."""
         return True

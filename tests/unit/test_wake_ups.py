@@ -10,6 +10,7 @@ import pytest
 from aspects_sink import scheduling
 
 SINK = "user_profile"
+XAPI = "xapi_statements"
 
 
 class CountingCache:
@@ -147,6 +148,17 @@ def test_a_change_after_a_quiet_interval_waits_one_flush_interval(wake_ups, cloc
     cache.set(scheduling._last_drain_key(SINK), clock[0] - 60, timeout=3600)
     scheduling.schedule_drain(SINK)
     assert submitted[0][:2] == (SINK, 1.0)
+
+
+def test_a_statement_after_a_quiet_interval_waits_the_xapi_flush_interval(wake_ups, clock, settings):
+    """xAPI has its own flush interval: the first statement after a quiet period waits that, not the sinks' one."""
+    settings.ASPECTS_SINK_FLUSH_INTERVAL_SECONDS = 30.0
+    settings.ASPECTS_SINK_XAPI_FLUSH_INTERVAL_SECONDS = 2.0
+    submitted, cache = wake_ups
+    for key in (scheduling._scheduled_key(XAPI), scheduling._last_drain_key(XAPI)):
+        cache.delete(key)
+    scheduling.schedule_drain(XAPI)
+    assert submitted[0][:2] == (XAPI, 2.0)
 
 
 def test_the_next_drain_of_a_stream_starts_one_interval_after_the_last_started(wake_ups, clock, monkeypatch):
