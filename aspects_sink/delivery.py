@@ -99,7 +99,8 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
     Send what the outbox holds for one sink, batch after batch, until it is empty or the budget is spent.
 
     A batch smaller than the queue's batch size (``ASPECTS_SINK_BATCH_SIZE``, and at most the sink's
-    ``objects_per_batch`` for sinks that fan out into many rows) means the backlog is gone: the drain stops
+    ``objects_per_batch`` for sinks that fan out into many rows), unless entries tried before cut it short, means
+    the backlog is gone: the drain stops
     and, if entries arrived meanwhile, asks to run again after the sink's drain interval, so a steady stream
     of changes becomes about one INSERT per table per interval instead of one per change. A fan-out sink
     writes each object once per drain (:func:`_once_per_drain`).
@@ -119,7 +120,8 @@ def drain(sink_name: str, transport: ClickHouseTransport | None = None, time_bud
         claimed = queue.claim(batch_size)
         if not claimed:
             break
-        full = len(claimed) == batch_size
+        # A batch cut short by entries tried before (``Queue.claim``) is no sign that the backlog is gone.
+        full = len(claimed) == batch_size or any(entry.attempts > 1 for entry in claimed)
         if not sink.is_enabled():
             log.info("aspects_sink: %s is disabled; dropping %d outbox entries", sink_name, len(claimed))
             queue.acknowledge(claimed, whole_lease=True)

@@ -102,6 +102,24 @@ def test_an_event_erb_cannot_make_a_statement_of_is_a_dead_letter_naming_it(
     assert "2 dead letters." in output.getvalue() and "problem_check event of" in output.getvalue()
 
 
+def test_an_event_tried_often_before_does_not_shrink_the_drain(devstack_clickhouse, course, learners, settings):
+    """
+    A batch holding an entry tried k times before is cut to ``limit / 2^k`` (a batch that kills its worker is split
+    until its culprit is alone); the drain then goes on with the rest of the backlog instead of ending, so one event
+    ERB keeps failing on at the head of the queue does not bring the drain down to a handful of events per run.
+    """
+    settings.ASPECTS_SINK_XAPI_BATCH_SIZE = 64
+    activity.emit(learners[0], course, [activity.Event(activity.PROBLEM_CHECK, {"attempts": 1}, "/problem")])
+    XapiStatement.objects.update(attempts=5)  # ERB failed on it five times: due first, the batch cut to 2
+    for _ in range(4):
+        do_a_round(course, learners)  # 60 good events
+
+    report = drain(devstack_clickhouse)
+
+    assert report.delivered == 60
+    assert raw_rows(devstack_clickhouse) == 60
+
+
 def test_a_failed_recording_leaves_the_request_transaction_intact(transactional_db, course, learners, caplog):
     """Renaming a table commits on MariaDB: the test's data is flushed afterwards instead of rolled back."""
     with connection.cursor() as cursor:
