@@ -195,7 +195,7 @@ def _next_run_in(sink: Sink, report: DrainReport, elapsed: float) -> float | Non
     When the next entry is due, and after a drain that delivered no sooner than one drain interval after this
     one started (``elapsed`` seconds ago): drains start once per interval, however long each took.
     """
-    due = outbox.queue(sink.name).summary().next_due
+    due = outbox.queue(sink.name).next_due()
     if due is None:
         return None
     wait = (due - timezone.now()).total_seconds()

@@ -327,6 +327,11 @@ class Queue:
         last = manager.order_by("-id").values_list("id", flat=True).first()
         return 0 if first is None else last - first + 1
 
+    def next_due(self) -> datetime.datetime | None:
+        """When the next pending entry is due (None: nothing pending): one read of the claim index."""
+        pending = self.entries.filter(state=LeasedEntry.PENDING).order_by("available_at", "id")
+        return pending.values_list("available_at", flat=True).first()
+
     def summary(self) -> QueueSummary:
         """How many entries are pending, how many are dead, and when the next is due."""
         return _summary(self.entries.values("state").annotate(count=Count("id"), due=Min("available_at")))
