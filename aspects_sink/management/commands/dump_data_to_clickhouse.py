@@ -52,19 +52,21 @@ class Command(BaseCommand):
     help = (
         "Send the objects of every enabled sink (or of --object) to ClickHouse, in batches of --batch_size "
         "with one INSERT per table per batch, read in primary-key order. Progress is checkpointed in the LMS "
-        "database after every batch: --resume continues an interrupted run. Without --force, courses "
-        "unchanged since their last dump are skipped."
+        "database after every batch: --resume continues an interrupted run. Without --force, an object of any "
+        "sink is skipped when its row, compared by digest, equals the latest one ClickHouse holds for it."
     )
     # Django's system checks (every app's models, URLs, templates: a tenth of a second of start-up) are not this
     # command's: before writing anything it checks what it needs, the options, the ids, ClickHouse and its tables.
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--object", help="the sink to dump (default: all enabled sinks); 'all' for every one")
+        parser.add_argument("--object", help="the sink to dump (default: every enabled sink; 'all' is the same)")
         parser.add_argument("--ids", metavar="KEY", nargs="*", help="primary keys of the objects to dump")
         parser.add_argument("--ids_to_skip", metavar="KEY", nargs="*", help="primary keys of objects NOT to dump")
         parser.add_argument("--start_pk", help="dump only objects whose primary key is greater than this")
-        parser.add_argument("--force", action="store_true", help="dump courses even if unchanged since their last dump")
+        parser.add_argument(
+            "--force", action="store_true", help="send every object, even those ClickHouse already holds unchanged"
+        )
         parser.add_argument("--limit", type=int, help="stop after this many objects (per sink)")
         parser.add_argument("--batch_size", type=int, default=10_000, help="objects per batch (default 10000)")
         parser.add_argument(
