@@ -45,9 +45,10 @@ XAPI_SETTING = "ASPECTS_SINK_XAPI_ENABLED"
 # .. toggle_name: ASPECTS_SINK_XAPI_IN_REQUEST
 # .. toggle_implementation: DjangoSetting
 # .. toggle_default: True
-# .. toggle_description: Transform events into statements where they are emitted and record them in the
-#   request's own transaction (a rolled-back request records nothing; a broker outage loses nothing).
-#   Off: ERB's asynchronous route, one Celery task per event.
+# .. toggle_description: Record each event ERB's filters admit where it is emitted, as it was emitted, in the
+#   request's own transaction (a rolled-back request records nothing; a broker outage loses nothing); the
+#   drain makes ERB's statements of the recorded events, a batch at a time. Off: ERB's asynchronous route,
+#   one Celery task per event, which records the event instead.
 # .. toggle_use_cases: open_edx
 # .. toggle_creation_date: 2026-11-24
 XAPI_IN_REQUEST_SETTING = "ASPECTS_SINK_XAPI_IN_REQUEST"

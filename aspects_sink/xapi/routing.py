@@ -13,8 +13,9 @@ the caliper child, the operator's own backends):
 * the ``xapi`` child's events router becomes aspects-sink's, of the same flavour (Celery or
   synchronous dispatch to LRSs);
 * with ``ASPECTS_SINK_XAPI_IN_REQUEST``, ``event_transformer`` itself runs where the event is
-  emitted instead of in one Celery task per event, so statements are recorded in the emitting
-  transaction and a broker outage cannot lose them.
+  emitted instead of in one Celery task per event: the request runs ERB's filters and records the raw
+  event in the emitting transaction, so a broker outage cannot lose it, and the drain makes its
+  statements (:mod:`aspects_sink.sinks.xapi_statements`).
 """
 
 from __future__ import annotations
