@@ -96,7 +96,7 @@ def xapi_enabled() -> bool:
 
 
 def xapi_in_request() -> bool:
-    """Whether statements are transformed and recorded in the emitting request."""
+    """Whether events are recorded in the emitting request (the drain makes their statements)."""
     return bool(aspects_settings.ASPECTS_SINK_XAPI_IN_REQUEST)
 
 

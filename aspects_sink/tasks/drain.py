@@ -7,6 +7,7 @@ from edx_django_utils.monitoring import set_code_owner_attribute
 
 from aspects_sink import delivery, outbox, scheduling, status
 from aspects_sink.task_names import DRAIN_TASK, SWEEP_TASK
+from aspects_sink.xapi import backend
 
 
 @shared_task(name=DRAIN_TASK, ignore_result=True)
@@ -34,6 +35,11 @@ def drain_outbox(sink_name: str, token: str | None = None) -> dict:
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 @set_code_owner_attribute
 def sweep_outbox() -> list[str]:
-    """Wake a drain for every sink with pending entries (run by Celery beat); record the run for the status."""
+    """
+    Wake a drain for every sink with pending entries (run by Celery beat), once the events ERB's batching left in
+    its queue are recorded (:func:`aspects_sink.xapi.backend.take_over_erb_batch_queue`); record the run for the
+    status.
+    """
     status.record_sweep()
+    backend.take_over_erb_batch_queue()
     return delivery.sweep()

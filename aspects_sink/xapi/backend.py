@@ -11,9 +11,13 @@ Aspects' Ralph route inserts into the same raw table, so by default no statement
 
 from __future__ import annotations
 
+import json
 import logging
 
+from django.db import transaction
+from django_redis import get_redis_connection
 from event_routing_backends.backends.async_events_router import AsyncEventsRouter
+from event_routing_backends.backends.events_router import EVENTS_ROUTER_DEAD_QUEUE_FORMAT, EVENTS_ROUTER_QUEUE_FORMAT
 from event_routing_backends.backends.sync_events_router import SyncEventsRouter
 from event_routing_backends.models import RouterConfiguration
 from eventtracking.backends.routing import RoutingBackend
@@ -68,6 +72,60 @@ def kept_lrs_routes(backend_name: str) -> list[str]:
         return []
     routers = RouterConfiguration.get_enabled_routers(backend_name) or []
     return [router.route_url for router in routers if router.route_url in listed]
+
+
+def take_over_erb_batch_queue() -> int:
+    """
+    Record for ClickHouse the events ERB's batching left in its Redis queue; return how many were taken.
+
+    With ``EVENT_ROUTING_BACKEND_BATCHING_ENABLED`` (as Tutor runs Aspects) ERB's route holds events in a Redis list
+    until a batch is full or due, and only its next ``send`` flushes them. Once the site routes xAPI through
+    aspects-sink, nothing sends them any more: the events it held at the switch, and those pods still on ERB's
+    route queue during a rolling deploy, would wait there for ever. The sweep takes them over: the list is emptied
+    in one Redis transaction and its events recorded as emitted ones are; should recording fail, they are put back
+    (and logged); an entry that is no event goes to ERB's dead queue. It never raises: the sweep goes on to wake
+    the drains. While an LRS route is kept, ERB's own batching flushes that list to it, and it is left alone.
+    """
+    router = erb.xapi_router()
+    if not aspects_settings.EVENT_ROUTING_BACKEND_BATCHING_ENABLED or router is None:
+        return 0
+    if not toggles.xapi_enabled() or kept_lrs_routes(router.backend_name):
+        return 0
+    queue_name = EVENTS_ROUTER_QUEUE_FORMAT.format(router.backend_name)
+    try:
+        redis = get_redis_connection()
+        with redis.pipeline(transaction=True) as pipeline:
+            held, _ = pipeline.lrange(queue_name, 0, -1).delete(queue_name).execute()
+    except Exception as error:  # no django-redis cache, or Redis down: ERB's batching cannot run either
+        log.warning("aspects_sink: could not read event-routing-backends' batch queue %s: %s", queue_name, error)
+        return 0
+    if not held:
+        return 0
+    events, unreadable = [], []
+    for text in reversed(held):  # ERB pushes to the head: the oldest last
+        try:
+            event = json.loads(text)
+        except ValueError:
+            unreadable.append(text)
+            continue
+        (events if isinstance(event, dict) else unreadable).append(event if isinstance(event, dict) else text)
+    if unreadable:  # where ERB puts a batch it failed on, for its recover_failed_events
+        redis.lpush(EVENTS_ROUTER_DEAD_QUEUE_FORMAT.format(router.backend_name), *unreadable)
+        log.error(
+            "aspects_sink: %d entries of %s are no events; moved to ERB's dead queue", len(unreadable), queue_name
+        )
+    try:
+        steps = erb.XapiSteps.of(router)
+        admitted = [each for event in events if statements_wanted(event.get("name", "")) for each in steps.admit(event)]
+        with transaction.atomic():
+            if store.record_events(admitted) != len(admitted):  # the failure is logged and counted already
+                raise RuntimeError(f"could not record the events of {queue_name}")
+    except Exception as error:  # the LMS database failed: back where they were, for the next sweep
+        redis.rpush(queue_name, *[text for text in held if text not in unreadable])
+        log.error("aspects_sink: could not record the events of %s, left there: %s", queue_name, error)
+        return 0
+    log.info("aspects_sink: took over %d events from event-routing-backends' batch queue", len(held))
+    return len(held)
 
 
 class AsyncClickHouseEventsRouter(ClickHouseRouting, AsyncEventsRouter):

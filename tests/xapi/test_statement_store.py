@@ -18,6 +18,8 @@ from common.djangoapps.student.helpers import create_user
 from devstack_tools import learner_activity as activity
 from django.core.management import call_command
 from django.db import connection, transaction
+from django_redis import get_redis_connection
+from event_routing_backends.backends.async_events_router import AsyncEventsRouter
 from event_routing_backends.processors.xapi.transformer_processor import XApiProcessor
 from openedx.core.djangoapps.external_user_ids.models import ExternalId
 from xmodule.modulestore.course_builder import create_course
@@ -25,6 +27,7 @@ from xmodule.modulestore.course_builder import create_course
 from aspects_sink import delivery
 from aspects_sink.models import SinkHealth, XapiStatement
 from aspects_sink.sinks.xapi_statements import XapiStatementSink, raw_table
+from tests.support.services import require_service
 from tests.support.xapi import raw_rows
 
 SINK_NAME = XapiStatementSink.name
@@ -118,6 +121,42 @@ def test_an_event_tried_often_before_does_not_shrink_the_drain(devstack_clickhou
 
     assert report.delivered == 60
     assert raw_rows(devstack_clickhouse) == 60
+
+
+def test_events_left_in_erbs_batch_queue_at_the_switch_reach_clickhouse(
+    devstack_clickhouse, course, learners, settings
+):
+    """
+    With ERB's batching on (as Tutor runs Aspects), ERB's route keeps events in a Redis list until a batch is full.
+    Events it held when the site switched to aspects-sink (or that pods still on ERB's route queued during a rolling
+    deploy) would wait there for ever: the sweep takes them over, and the drain sends them with ERB's batching ids.
+    """
+    require_service("Redis", "127.0.0.1", 6379)
+    settings.EVENT_ROUTING_BACKEND_BATCHING_ENABLED = True
+    settings.EVENT_ROUTING_BACKEND_BATCH_SIZE = 100
+    settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/14"}}
+    with activity.recording() as events:
+        do_a_round(course, learners)
+    XapiStatement.objects.all().delete()  # emitted before the switch: ERB's route queued them instead
+    erbs_route = AsyncEventsRouter(processors=[], backend_name="xapi")
+    redis = get_redis_connection()
+    redis.delete(erbs_route.queue_name, erbs_route.dead_queue)
+    redis.set(erbs_route.last_sent_key, datetime.datetime.now().isoformat())  # ERB waits for a full batch
+    try:
+        for event in events:
+            assert erbs_route.queue_event(redis, copy.deepcopy(event)) is None  # held
+        queued = [json.loads(text) for text in redis.lrange(erbs_route.queue_name, 0, -1)]
+        redis.lpush(erbs_route.queue_name, b"{not an event")  # what nothing can read goes to ERB's dead queue
+
+        call_command("aspects_sink_sweep", "--drain", stdout=io.StringIO())
+
+        assert redis.llen(erbs_route.queue_name) == 0
+        assert redis.lrange(erbs_route.dead_queue, 0, -1) == [b"{not an event"]
+    finally:
+        redis.delete(erbs_route.queue_name, erbs_route.last_sent_key, erbs_route.dead_queue)
+    erbs_ids = {statement["id"] for event in queued for statement in XApiProcessor()([event])}
+    rows = devstack_clickhouse.rows(f"SELECT toString(event_id) FROM {raw_table().insert_target}")
+    assert {event_id for (event_id,) in rows} == erbs_ids and len(erbs_ids) == 15
 
 
 def test_a_failed_recording_leaves_the_request_transaction_intact(transactional_db, course, learners, caplog):

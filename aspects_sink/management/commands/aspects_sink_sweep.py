@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from aspects_sink import delivery, outbox, scheduling, status
+from aspects_sink.xapi import backend
 
 
 class Command(BaseCommand):
@@ -20,6 +21,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         status.record_sweep()  # run from cron instead of Celery beat, it is the periodic sweep
+        taken = backend.take_over_erb_batch_queue()
+        if taken:
+            self.stdout.write(f"Recorded {taken} events event-routing-backends' batching had left in its queue.")
         pending = {name: summary for name, summary in outbox.summaries().items() if summary.pending}
         if not pending:
             self.stdout.write("Nothing pending.")
