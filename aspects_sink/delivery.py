@@ -223,8 +223,7 @@ def _deliver(
         list(by_object),
         lambda object_ids: write(sink, object_ids, transport, written),
         limits=Limits.for_batch(len(by_object), seconds),
-        # Writes that are statements (mutations) are one unit: never split into a storm of mutations.
-        splittable=bool(sink.tables()),
+        splittable=sink.splittable,
     )
     report.inserts += result.statements
 

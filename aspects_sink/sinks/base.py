@@ -246,6 +246,9 @@ class Sink:
     # The setting holding the shortest time between two drains of this sink: few, large INSERTs.
     drain_interval_setting: ClassVar[str] = "ASPECTS_SINK_FLUSH_INTERVAL_SECONDS"
     pii: ClassVar[bool] = False
+    # Whether a failed batch may be split to find the objects at fault. A sink whose writes are mutations
+    # (retirement) is one unit: splitting it would make a storm of mutations.
+    splittable: ClassVar[bool] = True
     order: ClassVar[int] = 100
     description: ClassVar[str] = ""
 

@@ -25,6 +25,7 @@ class UserRetirementSink(Sink):
     name = "user_retirement"
     model = "auth_user"
     order = 90
+    splittable = False
     description = "Removes retired users' personal data from every table (mutations, not rows)"
 
     def writes_for(self, object_ids: Sequence[Any], stamp: Stamp) -> list[ColumnBatch | Statement]:

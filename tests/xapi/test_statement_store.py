@@ -212,6 +212,21 @@ def test_erbs_circuit_breaker_stops_statements(course, learners, settings):
     assert not XapiStatement.objects.exists()
 
 
+def test_statements_owed_after_the_route_was_switched_off_are_isolated_as_before(
+    devstack_clickhouse, course, learners, settings
+):
+    """``ASPECTS_SINK_XAPI_ENABLED`` off: statements recorded before are still sent, a rejected one parked alone."""
+    settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
+    table = raw_table().insert_target
+    devstack_clickhouse.command(f"ALTER TABLE {table} ADD CONSTRAINT no_video CHECK position(event, 'video/verbs') = 0")
+    do_a_round(course, learners)  # three video statements among fifteen
+    settings.ASPECTS_SINK_XAPI_ENABLED = False
+
+    report = drain(devstack_clickhouse)
+
+    assert (report.delivered, report.parked) == (12, 3)
+
+
 def test_rejected_statements_are_parked_within_the_bound_listed_and_replayable(
     devstack_clickhouse, course, learners, settings, caplog
 ):
