@@ -61,6 +61,14 @@ class ClickHouseRouting:
         if router_urls:
             kept = [url for url in kept if url in router_urls]
         if not kept:
+            # Reached only from outside this router's own send (which calls ERB's only for kept routes): ERB's
+            # transform_tracking_logs to LRS, say, which would otherwise report sending what nobody receives.
+            log.warning(
+                "aspects_sink: event-routing-backends was asked to send %d events to LRS routes, but no LRS route "
+                "receives statements while aspects-sink routes xAPI to ClickHouse (ASPECTS_SINK_XAPI_LRS_ROUTE_URLS); "
+                "nothing was sent. To import tracking logs into ClickHouse, run aspects_sink_xapi_history",
+                len(events),
+            )
             return {}
         return super().prepare_to_send(events, router_urls=kept)
 
