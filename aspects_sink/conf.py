@@ -169,9 +169,10 @@ DEFAULTS: dict[str, Any] = {
     # ASPECTS_SINK_XAPI_ENABLED is a toggle: its annotation is in aspects_sink.toggles.
     "ASPECTS_SINK_XAPI_ENABLED": True,
     # .. setting_name: ASPECTS_SINK_XAPI_DATABASE
-    # .. setting_default: "xapi"
-    # .. setting_description: The database of Aspects' raw xAPI table.
-    "ASPECTS_SINK_XAPI_DATABASE": "xapi",
+    # .. setting_default: None
+    # .. setting_description: The database of Aspects' raw xAPI table. None: ``xapi_database`` of
+    #   ``EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG`` (Tutor sets it from its ASPECTS_XAPI_DATABASE), else ``xapi``.
+    "ASPECTS_SINK_XAPI_DATABASE": None,
     # .. setting_name: ASPECTS_SINK_XAPI_TABLE
     # .. setting_default: "xapi_events_all"
     # .. setting_description: Aspects' raw xAPI table, which its materialized views read.

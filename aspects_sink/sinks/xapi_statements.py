@@ -77,12 +77,20 @@ def without_retired_actors(rows: Sequence[tuple]) -> list[tuple]:
 
 
 def raw_table() -> TableSpec:
-    """The raw table statements go to (``ASPECTS_SINK_XAPI_DATABASE``.``ASPECTS_SINK_XAPI_TABLE``)."""
+    """
+    The raw table statements go to: ``ASPECTS_SINK_XAPI_TABLE`` in ``ASPECTS_SINK_XAPI_DATABASE``, else in the
+    connection's ``xapi_database`` (Tutor's ASPECTS_XAPI_DATABASE), else in ``xapi``.
+    """
+    database = (
+        aspects_settings.ASPECTS_SINK_XAPI_DATABASE
+        or aspects_settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG.get("xapi_database")
+        or "xapi"
+    )
     return TableSpec(
         name=aspects_settings.ASPECTS_SINK_XAPI_TABLE,
         columns=RAW_COLUMNS,
         key=("emission_time", "event_id"),
-        database=aspects_settings.ASPECTS_SINK_XAPI_DATABASE,
+        database=database,
         partition_by="toYYYYMM(emission_time)",
         version_column=None,
         bookkeeping=(),

@@ -101,6 +101,22 @@ def test_a_waffle_flag_alone_sends_no_personal_data(settings):
         assert "user_profile" not in [sink.name for sink in enabled_sinks()]
 
 
+def test_the_raw_xapi_table_is_in_the_database_tutor_names(settings):
+    """
+    Tutor passes its ``ASPECTS_XAPI_DATABASE`` as ``xapi_database`` in ``EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG``
+    (tutor-contrib-aspects' openedx-common-settings); ``ASPECTS_SINK_XAPI_DATABASE``, when set, says otherwise.
+    """
+    from aspects_sink.sinks.xapi_statements import raw_table
+
+    settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG = {"url": "http://clickhouse:8123", "xapi_database": "openedx"}
+    assert raw_table().database == "openedx"
+    settings.ASPECTS_SINK_XAPI_DATABASE = "analytics_xapi"
+    assert raw_table().database == "analytics_xapi"
+    del settings.ASPECTS_SINK_XAPI_DATABASE
+    settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG = {"url": "http://clickhouse:8123"}
+    assert raw_table().database == "xapi"
+
+
 def test_extra_sinks_come_from_settings(settings):
     settings.ASPECTS_SINK_EXTRA_SINKS = ["example_sinks.ProfileCitySink"]
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "live"))
