@@ -46,6 +46,8 @@ ERB_ROUTERS = {
 }
 # ERB's XAPI_AGENT_IFI_TYPE that names the actor by the anonymous external id, as Aspects' models expect.
 ANONYMOUS_ACTOR = "external_id"
+# The logger ERB writes each statement it makes to (event_routing_backends.processors.xapi.transformer_processor).
+ERB_STATEMENTS_LOG = "xapi_tracking"
 PER_EVENT_TASK_ENGINE = "eventtracking.backends.async_routing.AsyncRoutingBackend"
 IN_PROCESS_ENGINE = "aspects_sink.xapi.backend.InProcessRoutingBackend"
 
@@ -96,8 +98,23 @@ def wire_tracker() -> None:
             log.info("aspects_sink: event-routing-backends' xapi backend is not configured; no xAPI to ClickHouse")
         return
     check_actor_is_anonymous(settings)
+    statements_log = logging.getLogger(ERB_STATEMENTS_LOG)
+    if not any(isinstance(each, StatementsGoToClickHouse) for each in statements_log.filters):
+        statements_log.addFilter(StatementsGoToClickHouse())
     if tracker.TRACKERS.get(tracker.DEFAULT_TRACKER_NAME) is not None and not _live_tracker_is_wired():
         override_default_tracker()
+
+
+class StatementsGoToClickHouse(logging.Filter):
+    """
+    Drops the line ERB logs for each statement it makes (``xapi_tracking``, ``XAPI_EVENT_LOGGING_ENABLED``, on by
+    default) while aspects-sink routes statements to ClickHouse. On Tutor's Vector path those lines are how
+    statements reach ClickHouse: with both, each statement would be inserted twice (and Aspects' materialized views
+    fire twice), and once more for every retry of a drain's batch, which makes its statements again.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not toggles.xapi_enabled()
 
 
 def check_actor_is_anonymous(config: Any) -> None:

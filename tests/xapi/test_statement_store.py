@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django_redis import get_redis_connection
 from event_routing_backends.backends.async_events_router import AsyncEventsRouter
+from event_routing_backends.processors.xapi import XAPI_EVENT_LOGGING_ENABLED
 from event_routing_backends.processors.xapi.transformer_processor import XApiProcessor
 from openedx.core.djangoapps.external_user_ids.models import ExternalId
 from xmodule.modulestore.course_builder import create_course
@@ -157,6 +158,20 @@ def test_events_left_in_erbs_batch_queue_at_the_switch_reach_clickhouse(
     erbs_ids = {statement["id"] for event in queued for statement in XApiProcessor()([event])}
     rows = devstack_clickhouse.rows(f"SELECT toString(event_id) FROM {raw_table().insert_target}")
     assert {event_id for (event_id,) in rows} == erbs_ids and len(erbs_ids) == 15
+
+
+def test_statements_are_not_logged_for_vector_to_insert_a_second_time(devstack_clickhouse, course, learners, caplog):
+    """
+    ERB logs each statement it makes to ``xapi_tracking`` (``XAPI_EVENT_LOGGING_ENABLED``, on by default): on
+    Tutor's Vector path those lines are how statements reach ClickHouse, so with aspects-sink inserting them too
+    each would be inserted twice, and again for every retry of a batch. While aspects-sink routes statements, none
+    is logged there.
+    """
+    settings_on = XAPI_EVENT_LOGGING_ENABLED.is_enabled()
+    with caplog.at_level(logging.INFO, logger="xapi_tracking"):
+        do_a_round(course, learners)
+        assert drain(devstack_clickhouse).delivered == 15
+    assert settings_on and not [record for record in caplog.records if record.name == "xapi_tracking"]
 
 
 def test_a_failed_recording_leaves_the_request_transaction_intact(transactional_db, course, learners, caplog):
