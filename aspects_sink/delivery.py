@@ -83,7 +83,9 @@ def write(sink: Sink, object_ids: Sequence[str], transport: ClickHouseTransport,
         if isinstance(item, ColumnBatch):
             written.rows += transport.insert(item)
         elif item.mutates:
-            mutations.run(transport, item.sql, item.parameters, item.settings, item.mutates)
+            mutations.run(
+                transport, item.sql, item.parameters, item.settings, item.mutates, mutations_log=item.mutations_log
+            )
         else:
             transport.command(item.sql, item.parameters, item.settings)
 

@@ -19,15 +19,32 @@ class MutationNotDone(RuntimeError):
     """A mutation ClickHouse reports failing, or one not done in time; the message names table, id and reason."""
 
 
-_UNFINISHED = (
-    "SELECT mutation_id, latest_fail_reason FROM system.mutations "
-    "WHERE database = {database:String} AND table = {table:String} AND create_time >= {since:DateTime} "
-    "AND NOT is_done ORDER BY create_time"
-)
+LOCAL_MUTATIONS = "system.mutations"
 
 
-def run(transport: ClickHouseTransport, sql: str, parameters: dict, settings: dict, mutates: str) -> None:
-    """Run a mutation of ``mutates`` (``database.table``) and wait until ``system.mutations`` shows it done."""
+def _unfinished(mutations_log: str) -> str:
+    """The unfinished mutations of a table since a time, as ``mutations_log`` (a table expression) shows them."""
+    return (
+        f"SELECT mutation_id, latest_fail_reason FROM {mutations_log} "
+        "WHERE database = {database:String} AND table = {table:String} AND create_time >= {since:DateTime} "
+        "AND NOT is_done ORDER BY create_time"
+    )
+
+
+def run(
+    transport: ClickHouseTransport,
+    sql: str,
+    parameters: dict,
+    settings: dict,
+    mutates: str,
+    *,
+    mutations_log: str = LOCAL_MUTATIONS,
+) -> None:
+    """
+    Run a mutation of ``mutates`` (``database.table``) and wait until ``mutations_log`` shows it done: the server's
+    ``system.mutations``, or on a cluster every replica's (``clusterAllReplicas``: an ``ON CLUSTER`` mutation runs
+    on each, and is done when all are).
+    """
     since = transport.rows("SELECT now()")[0][0]
     try:
         transport.command(sql, parameters, settings)
@@ -35,9 +52,9 @@ def run(transport: ClickHouseTransport, sql: str, parameters: dict, settings: di
         # A server that runs the mutation at once (or ``mutations_sync``) reports its failure here: report it
         # as the mutation's, with ClickHouse's reason, when system.mutations shows it failing. One still running
         # (the client gave up waiting for it) is no failure: the statement's own error says what happened.
-        _raise_if_failing(transport.rows(_UNFINISHED, _where(mutates, since)), mutates)
+        _raise_if_failing(transport.rows(_unfinished(mutations_log), _where(mutates, since)), mutates)
         raise
-    wait(transport, mutates, since)
+    wait(transport, mutates, since, mutations_log=mutations_log)
 
 
 def _where(mutates: str, since) -> dict:
@@ -53,14 +70,20 @@ def _raise_if_failing(unfinished: list, mutates: str) -> None:
         raise MutationNotDone(f"{mutates}: mutation {mutation_id} fails: {reason}")
 
 
-def wait(transport: ClickHouseTransport, mutates: str, since, timeout: float | None = None) -> None:
+def wait(
+    transport: ClickHouseTransport,
+    mutates: str,
+    since,
+    timeout: float | None = None,
+    mutations_log: str = LOCAL_MUTATIONS,
+) -> None:
     """Wait for the mutations of ``mutates`` created since ``since``; raise :class:`MutationNotDone`."""
     if timeout is None:
         timeout = float(aspects_settings.ASPECTS_SINK_RETIREMENT_MUTATION_TIMEOUT_SECONDS)
     deadline = time.monotonic() + timeout
     delay = 0.02
     while True:
-        unfinished = transport.rows(_UNFINISHED, _where(mutates, since))
+        unfinished = transport.rows(_unfinished(mutations_log), _where(mutates, since))
         if not unfinished:
             return
         _raise_if_failing(unfinished, mutates)

@@ -219,4 +219,4 @@ def xapi_repair(actors: Sequence[str]) -> Statement:
     table = raw_table()
     _, condition, parameters = _personal_statements(actors)
     sql = f"ALTER TABLE {table.mutation_target}{schema.on_cluster()} DELETE WHERE {condition}"
-    return Statement(sql, parameters, schema.mutation_settings(), table.storage_name)
+    return Statement(sql, parameters, schema.mutation_settings(), table.storage_name, schema.mutations_log())

@@ -349,8 +349,7 @@ def _mutations(transport: ClickHouseTransport, now: datetime.datetime) -> tuple[
     )
     if not targets:
         return ()
-    cluster = schema.cluster().name
-    source = f"clusterAllReplicas({schema.quote(cluster)}, system.mutations)" if cluster else "system.mutations"
+    source = schema.mutations_log()
     sql = (
         "SELECT database, table, mutation_id, command, create_time, latest_fail_reason "
         f"FROM {source} WHERE (database, table) IN {{targets:Array(Tuple(String, String))}} "

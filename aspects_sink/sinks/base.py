@@ -107,6 +107,8 @@ class Statement:
     # ``database.table`` (unquoted) that the statement mutates: the drain follows the mutation to its end in
     # ``system.mutations`` there, and never acknowledges it before (aspects_sink.mutations).
     mutates: str | None = None
+    # Where the mutation shows until done: ``system.mutations``, or every replica's on a cluster.
+    mutations_log: str = "system.mutations"
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class TableSpec:
         if older_than is not None and self.bookkeeping:
             sql += " AND time_last_dumped < {read_at:String}"
             parameters["read_at"] = older_than.time_last_dumped
-        return Statement(sql, parameters, schema.mutation_settings(), self.storage_name)
+        return Statement(sql, parameters, schema.mutation_settings(), self.storage_name, schema.mutations_log())
 
     @property
     def insert_target(self) -> str:

@@ -98,6 +98,12 @@ def mutation_target(table: str) -> str:
     return qualified(storage_table(table))
 
 
+def mutations_log(config: ClusterConfig | None = None) -> str:
+    """Where mutations show until done: ``system.mutations``, on a cluster every replica's."""
+    config = config or cluster()
+    return f"clusterAllReplicas({quote(config.name)}, system.mutations)" if config.name else "system.mutations"
+
+
 def mutation_settings() -> dict:
     """``mutations_sync`` when ``ASPECTS_SINK_RETIREMENT_WAIT`` asks to wait (2: on every replica)."""
     if toggles.retirement_waits():

@@ -220,3 +220,31 @@ def test_a_mutation_still_running_when_its_statement_timed_out_is_clickhouse_awa
 
     with pytest.raises(ClickHouseUnavailable):
         mutations.run(TimedOut(), "ALTER TABLE t DELETE WHERE 1", {}, {}, "event_sink.course_enrollment")
+
+
+def test_on_a_cluster_a_retirement_waits_for_its_mutations_on_every_replica(settings):
+    """
+    An ``ON CLUSTER`` mutation runs on every replica (each shard's ``_local`` table when sharded): the retirement is
+    done when none of them shows it unfinished, not when the replica the client talks to is done.
+    """
+    from aspects_sink.sinks import schema
+
+    settings.ASPECTS_SINK_CLUSTER = {"name": "analytics", "shards": 2}
+    asked = []
+
+    class Cluster:
+        """ClickHouse on a cluster whose mutations are all done."""
+
+        def rows(self, sql, parameters=None):
+            asked.append(sql)
+            return [("2026-12-02 04:00:00",)] if "now()" in sql else []
+
+        def command(self, sql, parameters=None, settings=None):
+            pass
+
+    writes = get_sink("user_retirement").writes_for(["42"], Stamp(1))
+    statements = [write for write in writes if hasattr(write, "sql")]
+    assert {statement.mutations_log for statement in statements} == {schema.mutations_log()}
+    statement = statements[0]
+    mutations.run(Cluster(), statement.sql, {}, {}, statement.mutates, mutations_log=statement.mutations_log)
+    assert any("FROM clusterAllReplicas(`analytics`, system.mutations)" in sql for sql in asked), asked

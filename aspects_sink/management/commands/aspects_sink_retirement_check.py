@@ -57,5 +57,12 @@ class Command(BaseCommand):
         actors = sorted(set(retirement.xapi_actor_ids(batch)) & {i for finding in found for i in finding.ids})
         if actors:
             statement = retirement.xapi_repair(actors)
-            mutations.run(transport, statement.sql, statement.parameters, statement.settings, statement.mutates or "")
+            mutations.run(
+                transport,
+                statement.sql,
+                statement.parameters,
+                statement.settings,
+                statement.mutates or "",
+                mutations_log=statement.mutations_log,
+            )
         self.stdout.write(f"repaired: {len(users)} users, {len(actors)} xAPI actors")
