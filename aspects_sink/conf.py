@@ -34,7 +34,8 @@ DEFAULT_MODEL_CONFIG = {
     "external_id_type": {"module": "openedx.core.djangoapps.external_user_ids.models", "model": "ExternalIdType"},
     "custom_course_edx": {"module": "lms.djangoapps.ccx.models", "model": "CustomCourseForEdX"},
     # Content tags: openedx-learning's tagging app, at the path of the release edx-platform pins (0.30);
-    # openedx-core (its successor) moved the models to ``openedx_tagging.models``.
+    # openedx-core (its successor) moved the models to ``openedx_tagging.models``, where they are then found
+    # (aspects_sink.edx_platform.MOVED_MODULES).
     "tag": {"module": "openedx_tagging.core.tagging.models", "model": "Tag"},
     "taxonomy": {"module": "openedx_tagging.core.tagging.models", "model": "Taxonomy"},
     "object_tag": {"module": "openedx_tagging.core.tagging.models", "model": "ObjectTag"},

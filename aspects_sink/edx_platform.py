@@ -17,6 +17,12 @@ class PlatformModelMissing(LookupError):
     """The configured model cannot be imported on this platform."""
 
 
+# Modules whose models a newer package of the platform keeps elsewhere: openedx-core, openedx-learning's successor
+# (newer platforms), moved the content tagging models. A configured path its package no longer has is looked up
+# where the successor keeps them, so the defaults (and a site's configuration copied from them) serve both.
+MOVED_MODULES = {"openedx_tagging.core.tagging.models": "openedx_tagging.models"}
+
+
 def get_model(name: str) -> Any:
     """Return the model class configured under ``name`` (``"user_profile"``, ``"course_overviews"``...)."""
     try:
@@ -24,11 +30,21 @@ def get_model(name: str) -> Any:
     except KeyError as error:
         raise PlatformModelMissing(f"EVENT_SINK_CLICKHOUSE_MODEL_CONFIG has no entry {name!r}") from error
     try:
-        return getattr(importlib.import_module(config["module"]), config["model"])
+        return getattr(_module(config["module"]), config["model"])
     except (ImportError, AttributeError) as error:
         raise PlatformModelMissing(
             f"cannot import {config['module']}.{config['model']} for {name!r}: {error}"
         ) from error
+
+
+def _module(path: str) -> Any:
+    """The module at ``path``, or where :data:`MOVED_MODULES` says a newer package keeps it."""
+    try:
+        return importlib.import_module(path)
+    except ImportError:
+        if path not in MOVED_MODULES:
+            raise
+        return importlib.import_module(MOVED_MODULES[path])
 
 
 def published_blocks(course_key: Any) -> list | None:

@@ -117,6 +117,22 @@ def test_the_raw_xapi_table_is_in_the_database_tutor_names(settings):
     assert raw_table().database == "xapi"
 
 
+def test_content_tag_models_are_found_where_openedx_core_moved_them(settings, monkeypatch):
+    """
+    openedx-core, openedx-learning's successor on newer platforms, moved the tagging models from
+    ``openedx_tagging.core.tagging.models`` to ``openedx_tagging.models``: a model configured at a path its package no
+    longer has is looked up where the successor keeps it (here the stand-in's real module plays the successor).
+    """
+    from aspects_sink import edx_platform
+
+    monkeypatch.setitem(
+        edx_platform.MOVED_MODULES, "openedx_tagging.gone.models", "openedx_tagging.core.tagging.models"
+    )
+    settings.EVENT_SINK_CLICKHOUSE_MODEL_CONFIG = {"tag": {"module": "openedx_tagging.gone.models", "model": "Tag"}}
+    assert edx_platform.get_model("tag").__name__ == "Tag"
+    assert edx_platform.MOVED_MODULES["openedx_tagging.core.tagging.models"] == "openedx_tagging.models"
+
+
 def test_extra_sinks_come_from_settings(settings):
     settings.ASPECTS_SINK_EXTRA_SINKS = ["example_sinks.ProfileCitySink"]
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "live"))
