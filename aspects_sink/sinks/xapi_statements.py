@@ -5,7 +5,8 @@ Events wait in a queue with a table of their own (:class:`~aspects_sink.models.X
 platform objects, an event cannot be read again at send time, so the entry carries it, as the request
 emitted it. The drain makes the statements of a batch of events with event-routing-backends' transformers
 (:func:`aspects_sink.erb.transform`) and inserts them at once; an event ERB cannot make a statement of is
-named in its entry's error, retried and then parked as a dead letter, while the others go through. Entries
+named in its entry's error, retried and then parked as a dead letter, while the others go through (one it
+makes no statement of is left out, as ERB's own route leaves it). Entries
 may also carry statements already made (a history batch ClickHouse refused), sent as they are. The raw
 table has no bookkeeping columns, since a statement never changes, and collapses on its key without a
 version, so a statement sent twice (a retry, a history import overlapping the live route) is one row.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from django.db.models import Q
@@ -130,19 +132,31 @@ class XapiStatementSink(Sink):
     def writes_for(self, object_ids: Sequence[int], stamp: Stamp) -> list[ColumnBatch]:
         """
         The statements of these entries (statements carry their own identity: no stamp): ERB's of the events,
-        those already made as they are, less those of users retired since. Entries whose event ERB cannot make
-        a statement of are named (:class:`~aspects_sink.isolation.ObjectsAtFault`); the others are sent again.
+        those already made as they are, less those of users retired since. Entries whose event ERB fails on are
+        named (:class:`~aspects_sink.isolation.ObjectsAtFault`); the others are sent again. An event ERB makes no
+        statement of (it leaves out a statement without an object id) is counted in a WARNING and done with.
         """
         rows: list[tuple] = []
         failed: dict = {}
+        unmade: Counter[str] = Counter()
         with transformation.sped_up():  # for this batch: ERB's statements, without the work it repeats
-            self._transform(object_ids, rows, failed)
+            self._transform(object_ids, rows, failed, unmade)
+        if unmade:  # as ERB's own route and the history import do: no statement, nothing to send or retry
+            log.warning(
+                "aspects_sink: event-routing-backends made no statement of %d events (%s); it leaves such events "
+                "out (a statement without an object id)",
+                unmade.total(),
+                ", ".join(f"{name} ×{count}" for name, count in unmade.most_common()),
+            )
         if failed:
             raise ObjectsAtFault(failed)
         return [raw_batch(without_retired_actors(rows))]
 
-    def _transform(self, object_ids: Sequence[int], rows: list[tuple], failed: dict) -> None:
-        """Into ``rows``, the statements of the entries; into ``failed``, the entries ERB made none of."""
+    def _transform(self, object_ids: Sequence[int], rows: list[tuple], failed: dict, unmade: Counter) -> None:
+        """
+        Into ``rows``, the statements of the entries; into ``failed``, the entries ERB failed on; into ``unmade``,
+        by event name, the events it made no statement of.
+        """
         steps = None
         for start in range(0, len(object_ids), _CHUNK):
             chunk = object_ids[start : start + _CHUNK]
@@ -173,8 +187,7 @@ class XapiStatementSink(Sink):
                     failed[str(pk)] = SerializationError(self.name, pk, str(error))
                     continue
                 if not made:
-                    reason = f"{erb.describe(event)}: event-routing-backends made no statement of it"
-                    failed[str(pk)] = SerializationError(self.name, pk, reason)
+                    unmade[str(event.get("name"))] += 1
                 rows += made
 
 

@@ -81,8 +81,13 @@ def test_the_request_records_the_event_and_the_drain_makes_erbs_own_statements_o
 
 
 def test_an_event_erb_cannot_make_a_statement_of_is_a_dead_letter_naming_it(
-    devstack_clickhouse, course, learners, settings
+    devstack_clickhouse, course, learners, settings, caplog
 ):
+    """
+    An event ERB's transformer fails on is retried and parked, named; one it makes no statement of (no object id)
+    is left out as ERB's own route and the history import leave it, with a WARNING: retrying it could only give
+    the same answer, and parking it would fill the bounded dead-letter store with what ERB drops on purpose.
+    """
     settings.ASPECTS_SINK_XAPI_MAX_ATTEMPTS = 1
     broken = [
         activity.Event(activity.PROBLEM_CHECK, {"attempts": 1}, "/problem"),  # ERB's transformer fails
@@ -91,19 +96,23 @@ def test_an_event_erb_cannot_make_a_statement_of_is_a_dead_letter_naming_it(
     activity.emit(learners[0], course, broken)
     do_a_round(course, learners)
 
-    report = drain(devstack_clickhouse)
+    with caplog.at_level(logging.WARNING, logger="aspects_sink"):
+        report = drain(devstack_clickhouse)
 
-    assert (report.delivered, report.parked) == (15, 2)  # the others went through
+    assert (report.delivered, report.parked) == (16, 1)  # the others went through
     assert raw_rows(devstack_clickhouse) == 15
     dead = {entry.event_name: entry.last_error for entry in XapiStatement.objects.filter(state=XapiStatement.DEAD)}
-    assert set(dead) == {activity.PROBLEM_CHECK, activity.NEXT_SEQUENCE_TAB}
+    assert set(dead) == {activity.PROBLEM_CHECK}
     assert "problem_check event of" in dead[activity.PROBLEM_CHECK]
     assert "Could not get value for data.module_id" in dead[activity.PROBLEM_CHECK]
-    assert "made no statement of it" in dead[activity.NEXT_SEQUENCE_TAB]
+    assert any(
+        "made no statement of 1 events" in record.getMessage() and activity.NEXT_SEQUENCE_TAB in record.getMessage()
+        for record in caplog.records
+    )
 
     output = io.StringIO()
     call_command("aspects_sink_dead_letters", "--sink", SINK_NAME, stdout=output)
-    assert "2 dead letters." in output.getvalue() and "problem_check event of" in output.getvalue()
+    assert "1 dead letters." in output.getvalue() and "problem_check event of" in output.getvalue()
 
 
 def test_an_event_tried_often_before_does_not_shrink_the_drain(devstack_clickhouse, course, learners, settings):
