@@ -37,7 +37,7 @@ from aspects_sink.isolation import Isolation, Limits, isolate
 from aspects_sink.models import SinkHealth, VersionTick
 from aspects_sink.outbox import LEASE, Claimed, Queue
 from aspects_sink.sinks.base import Sink, Stamp, Statement
-from aspects_sink.sinks.registry import get_sink
+from aspects_sink.sinks.registry import all_sinks, get_sink
 from aspects_sink.transport import ClickHouseMisconfigured, ClickHouseTransport, ClickHouseUnavailable, ColumnBatch
 
 log = logging.getLogger(__name__)
@@ -307,6 +307,13 @@ def _named(entries: list[Claimed]) -> str:
     return entries[0].object_id if len({entry.object_id for entry in entries}) == 1 else f"{len(entries)} entries"
 
 
+# Entries of a name no sink of this process has: a site sink removed (or not installed here) with work left.
+NO_SUCH_SINK = (
+    "aspects_sink: %s: no such sink here, %d entries pending (a site sink removed?): reinstall it to send them, "
+    "or delete its entries from aspects_sink_outboxentry"
+)
+
+
 def sweep() -> list[str]:
     """
     Wake the drain of every sink with pending entries unless one is already scheduled; return those woken.
@@ -316,8 +323,12 @@ def sweep() -> list[str]:
     """
     now = timezone.now()
     woken = []
+    known = all_sinks()
     for sink_name, summary in outbox.summaries().items():
         if not summary.pending:
+            continue
+        if sink_name not in known:
+            log.warning(NO_SUCH_SINK, sink_name, summary.pending)
             continue
         late = (now - summary.next_due).total_seconds()
         overdue = late > scheduling.drain_interval(sink_name) + scheduling.LOST_AFTER

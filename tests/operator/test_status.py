@@ -216,6 +216,39 @@ def test_a_status_that_cannot_be_read_is_unknown_to_probes(operator_clickhouse):
     assert code == 3 and output.startswith("UNKNOWN: the status could not be read: ") and "sinkhealth" in output
 
 
+def test_entries_of_a_sink_no_longer_installed_do_not_stop_the_sweep(operator_clickhouse, seeder):
+    """
+    A site sink removed with entries still pending (or replayed since): the sweep drains every other sink, says
+    which name it cannot drain, and fails, so cron shows it; the periodic task skips it and goes on.
+    """
+    from django.core.management.base import CommandError
+
+    from aspects_sink import delivery
+
+    seeder.users(3)
+    OutboxEntry.objects.bulk_create(
+        OutboxEntry(sink="user_profile", object_id=str(user.id)) for user in User.objects.all()
+    )
+    OutboxEntry.objects.create(sink="aaa_removed", object_id="1")  # sorted before every sink that exists
+    assert "aaa_removed" not in delivery.sweep()  # the periodic task: no traceback, the others woken
+
+    output = io.StringIO()
+    with pytest.raises(CommandError, match=r"aaa_removed: no such sink"):
+        call_command("aspects_sink_sweep", "--drain", stdout=output)
+    assert not OutboxEntry.objects.filter(sink="user_profile").exists(), output.getvalue()  # drained all the same
+
+
+def test_a_sweep_that_drained_nothing_of_what_it_found_fails(operator_clickhouse):
+    """``--drain`` run because the broker is down: entries still waiting (backoff, a paused sink) are a failure."""
+    from django.core.management.base import CommandError
+
+    OutboxEntry.objects.create(  # backing off after an outage
+        sink="user_profile", object_id="1", available_at=timezone.now() + datetime.timedelta(minutes=5)
+    )
+    with pytest.raises(CommandError, match=r"user_profile.*not due until"):
+        call_command("aspects_sink_sweep", "--drain", stdout=io.StringIO())
+
+
 def test_a_sweep_that_could_not_wake_a_drain_fails(operator_clickhouse, monkeypatch):
     """Run from cron, the sweep's exit code is all anyone reads: a drain it could not schedule is a failure."""
     from django.core.management.base import CommandError

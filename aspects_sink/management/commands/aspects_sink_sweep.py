@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from aspects_sink import delivery, outbox, scheduling, status
+from aspects_sink import delivery, health, outbox, scheduling, status
+from aspects_sink.sinks.registry import all_sinks
 from aspects_sink.xapi import backend
 
 
@@ -28,15 +29,21 @@ class Command(BaseCommand):
         if not pending:
             self.stdout.write("Nothing pending.")
             return
-        not_scheduled, not_sent = [], []
+        not_scheduled, not_sent, unknown = [], [], []
+        known = all_sinks()
         for sink_name, summary in sorted(pending.items()):
-            if options["drain"]:
+            if sink_name not in known:
+                self.stdout.write(f"{sink_name}: {summary.pending} pending, no such sink: not drained")
+                unknown.append(sink_name)
+            elif options["drain"]:
                 report = delivery.drain(sink_name, time_budget=float("inf"))
                 self.stdout.write(
                     f"{sink_name}: delivered {report.delivered}, retried {report.retried}, parked {report.parked}"
                 )
                 if report.retried or report.parked:
                     not_sent.append(sink_name)
+                elif report.delivered < summary.pending:  # what it found is still waiting (entries made since are not)
+                    not_sent.append(f"{sink_name} ({_why_waiting(sink_name)})")
             else:
                 scheduled = scheduling.publish_drain(sink_name, 0)
                 outcome = "scheduled" if scheduled else "NOT scheduled: is the broker up?"
@@ -44,9 +51,26 @@ class Command(BaseCommand):
                 if not scheduled:
                     not_scheduled.append(sink_name)
         # Run from cron, the exit code is what anyone reads.
+        if unknown:
+            raise CommandError(
+                "; ".join(
+                    delivery.NO_SUCH_SINK.removeprefix("aspects_sink: ") % (name, pending[name].pending)
+                    for name in unknown
+                )
+            )
         if not_scheduled:
             raise CommandError(f"could not schedule the drains of {', '.join(not_scheduled)}: is the broker up?")
         if not_sent:
             raise CommandError(
-                f"entries of {', '.join(not_sent)} were retried or parked (see above; aspects_sink_status tells why)"
+                f"entries of {', '.join(not_sent)} were not sent: retried, parked or still waiting (see above; "
+                "aspects_sink_status tells why)"
             )
+
+
+def _why_waiting(sink_name: str) -> str:
+    """Why a sink's pending entries stayed: its pause, or when the next is due."""
+    paused = health.pause_of(sink_name)
+    if paused is not None:
+        return f"paused: {paused.last_error}"
+    due = outbox.queue(sink_name).next_due()
+    return f"not due until {due:%Y-%m-%d %H:%M:%S %Z}" if due else "sent meanwhile by a worker"
