@@ -10,10 +10,12 @@ from functools import cached_property
 from itertools import chain
 from typing import Any, NamedTuple
 
+from django.db.models import QuerySet
+
 from aspects_sink import edx_platform
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks.base import ModelSink, Stamp, TableSpec
-from aspects_sink.sinks.object_tag import object_tags_showing
+from aspects_sink.sinks.object_tag import object_tags_of_taxonomy, object_tags_showing
 from aspects_sink.transport import ColumnBatch
 
 COURSE_DATA_KEYS = (
@@ -67,8 +69,8 @@ class CourseOverviewSink(ModelSink):
     model = "course_overviews"
     table = "course_overviews"
     lookup = "id"
-    saved_models = ("object_tag", "tag")
-    deleted_models = ("object_tag", "tag")
+    saved_models = ("object_tag", "tag", "taxonomy")
+    deleted_models = ("object_tag", "tag", "taxonomy")
     order = 10
     drain_interval_setting = "ASPECTS_SINK_COURSE_DUMP_INTERVAL_SECONDS"  # publishing storms: one dump
     description = "Published courses and their blocks (course_overviews + course_blocks)"
@@ -109,8 +111,9 @@ class CourseOverviewSink(ModelSink):
         if model_name == "tag":
             if type(instance)._default_manager.filter(pk=instance.pk).exists():
                 return []
-            object_ids = object_tags_showing(instance).values_list("object_id", flat=True)
-            return sorted({course for course in map(edx_platform.course_of, object_ids) if course})
+            return _courses_of(object_tags_showing(instance))
+        if model_name == "taxonomy":  # enabled or not, deleted: its tags show on its courses or no more
+            return _courses_of(object_tags_of_taxonomy(instance))
         return super().changed_objects(model_name, instance)
 
     @cached_property
@@ -165,6 +168,12 @@ class CourseOverviewSink(ModelSink):
         return COURSE_BLOCKS.batch(
             [column.convert_all(values) for column, values in zip(COURSE_BLOCKS.columns, data)], stamp
         )
+
+
+def _courses_of(object_tags: QuerySet) -> list[str]:
+    """The courses these object tags are on, directly or through one of their blocks."""
+    object_ids = object_tags.values_list("object_id", flat=True)
+    return sorted({course for course in map(edx_platform.course_of, object_ids) if course})
 
 
 def tags_of(object_ids: Iterable[str]) -> dict[str, list[int]]:

@@ -34,10 +34,21 @@ def object_tags_showing(tag: Any) -> QuerySet:
     return model._default_manager.filter(Q(tag_id__in=with_subtags(tag)) | gone)
 
 
+def object_tags_of_taxonomy(taxonomy: Any) -> QuerySet:
+    """
+    The object tags of a taxonomy, and once it is deleted those it had: Django sets their taxonomy (and, its tags
+    being deleted, their tag) to NULL with plain UPDATEs before any signal is sent; they keep its export id.
+    """
+    model = edx_platform.get_model("object_tag")
+    gone = Q(taxonomy__isnull=True, _export_id=taxonomy.export_id)
+    return model._default_manager.filter(Q(taxonomy_id=taxonomy.pk) | gone)
+
+
 class ObjectTagSink(DeletableModelSink):
     """
     One row per object tag; re-sent when it is saved, its row deleted when it is deleted, and re-sent when a
-    tag it shows is renamed or deleted (:func:`object_tags_showing`). The tags of courses and blocks are also
+    tag it shows is renamed or deleted (:func:`object_tags_showing`) or its taxonomy deleted
+    (:func:`object_tags_of_taxonomy`). The tags of courses and blocks are also
     in ``course_data_json`` and ``xblock_data_json`` (see the course_overviews sink, which re-sends a course
     when one of its object tags changes).
     """
@@ -46,7 +57,7 @@ class ObjectTagSink(DeletableModelSink):
     model = "object_tag"
     table = "object_tag"
     saved_models = ("object_tag", "tag")
-    deleted_models = ("object_tag", "tag")
+    deleted_models = ("object_tag", "tag", "taxonomy")
     order = 60
     description = "Tags applied to courses, blocks and other objects"
     key = ("id",)
@@ -63,4 +74,6 @@ class ObjectTagSink(DeletableModelSink):
     def changed_objects(self, model_name: str, instance: Any) -> list:
         if model_name == "tag":
             return list(object_tags_showing(instance).values_list("pk", flat=True))
+        if model_name == "taxonomy":
+            return list(object_tags_of_taxonomy(instance).values_list("pk", flat=True))
         return super().changed_objects(model_name, instance)

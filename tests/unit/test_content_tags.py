@@ -82,6 +82,39 @@ def test_course_and_block_tags_list_the_tags_and_their_ancestors(embedded_clickh
         problem.location)} == {"[]"}  # fmt: skip
 
 
+def test_a_taxonomy_disabled_or_deleted_reaches_its_object_tags_and_courses(embedded_clickhouse, subjects, settings):
+    """
+    A course's tags are those of enabled taxonomies: disabling one re-sends its courses. Deleting one deletes its
+    tags and sets its object tags' taxonomy and tag to NULL with plain UPDATEs, before any signal (Django's
+    collector), so they are found by the taxonomy's export id, which they keep, and re-sent with their courses.
+    """
+    settings.ASPECTS_SINK_RETIREMENT_WAIT = True  # mutations done when the drain returns
+    course = create_course("TagX", "T6", "2026", blocks=20)
+    tagging.tag_object(str(course), subjects["subjects"], ["Optics"])
+    tagging.tag_object(str(course), subjects["levels"], ["Easy"])
+    sinks = ("taxonomy", "tag", "object_tag", "course_overviews")
+    drain_all(*sinks)
+
+    def course_tags() -> list[int]:
+        (course_data,) = embedded_clickhouse.rows("SELECT course_data_json FROM event_sink.course_overviews FINAL")
+        return json.loads(course_data[0])["tags"]
+
+    subject_tags = sorted(subjects[name].id for name in ("science", "physics", "optics"))
+    assert course_tags() == sorted([*subject_tags, subjects["easy"].id])
+    subjects["levels"].enabled = False
+    subjects["levels"].save()
+    drain_all(*sinks)
+    assert course_tags() == subject_tags
+
+    subjects["subjects"].delete()
+    drain_all(*sinks)
+    assert course_tags() == []
+    on_course = (
+        "SELECT taxonomy, tag, _value, _export_id, lineage FROM event_sink.object_tag FINAL WHERE _value = 'Optics'"
+    )
+    assert rows(embedded_clickhouse, on_course) == [(0, 0, "Optics", "subjects", '["Optics"]')]
+
+
 def test_tagging_or_untagging_a_block_re_sends_its_course_and_deletes_the_object_tag_row(
     embedded_clickhouse, subjects, settings
 ):
