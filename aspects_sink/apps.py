@@ -9,6 +9,9 @@ once ``EVENT_SINK_CLICKHOUSE_MODEL_CONFIG`` has been read.
 """
 
 from django.apps import AppConfig
+from django.conf import settings
+
+from aspects_sink.settings.common import schedule_sweep
 
 # edx-platform's plugin constants (openedx.core.djangoapps.plugins.constants) are plain strings;
 # spelling them out keeps this module importable without edx-platform.
@@ -74,3 +77,5 @@ class AspectsSinkConfig(AppConfig):
 
         receivers.connect_model_receivers()
         routing.wire_tracker()
+        # On the final settings: Tutor appends its plugins' settings after every plugin's production settings ran.
+        schedule_sweep(settings)

@@ -90,6 +90,23 @@ def test_each_service_applies_plugin_production_settings_from_env_tokens(service
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("service", ["lms", "cms"])
+def test_settings_a_tutor_plugin_appends_reach_the_periodic_sweep(service, tmp_path):
+    """
+    Tutor appends its plugins' settings patches after the platform's production settings, so after every plugin's
+    settings have run: the sweep's interval and queue set there are what beat sends.
+    """
+    patch = tmp_path / "openedx-common-settings.py"
+    patch.write_text('ASPECTS_SINK_SWEEP_INTERVAL_SECONDS = 17\nASPECTS_SINK_CELERY_QUEUE = "aspects"\n')
+    env = {"DEVSTACK_STATE_DIR": str(tmp_path / "state"), "DEVSTACK_TUTOR_PATCH": str(patch)}
+
+    report = run_service(service, "--settings", "tutor", env=env)
+
+    assert report["settings_module"] == f"{service}.envs.tutor"
+    assert (report["sweep"]["schedule"], report["sweep"]["options"]) == (17, {"queue": "aspects"})
+
+
+@pytest.mark.slow
 def test_each_service_connects_the_plugin_receivers_of_its_own_project_type(tmp_path):
     env = {"DEVSTACK_STATE_DIR": str(tmp_path)}
 

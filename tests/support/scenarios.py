@@ -339,6 +339,7 @@ def plugin_report() -> dict:
         "installed_apps": settings.INSTALLED_APPS,
         "clickhouse": settings.EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG,
         "batch_size": settings.ASPECTS_SINK_BATCH_SIZE,
+        "sweep": settings.CELERY_BEAT_SCHEDULE.get("aspects_sink.sweep_outbox"),
         "enrollment_receivers": receivers(COURSE_ENROLLMENT_CREATED),
         "publish_receivers": receivers(COURSE_PUBLISHED),
     }
