@@ -50,10 +50,13 @@ OUTBOX_WRITE_FAILED = "outbox write failed: "
 
 def record_outbox_failure(sink_name: str, changes: int, message: str) -> None:
     """``changes`` of the sink could not be recorded in its queue (the platform's transaction went on without)."""
+    now = timezone.now()
     _record(
         sink_name,
         failed_outbox_writes=F("failed_outbox_writes") + changes,
-        last_error_at=timezone.now(),
+        outbox_failed_at=now,
+        outbox_failure=message[:4000],
+        last_error_at=now,
         last_error_class=SinkHealth.CONFIGURATION,
         last_error=f"{OUTBOX_WRITE_FAILED}{message}"[:4000],
     )

@@ -223,6 +223,10 @@ class SinkHealth(models.Model):
         default=0,
         help_text="changes whose outbox entry could not be recorded (sent with the next change or a backfill)",
     )
+    # The last changes that could not be recorded, apart from ``last_error``: a drain's error recorded afterwards
+    # must not hide them.
+    outbox_failed_at = models.DateTimeField(null=True, blank=True)
+    outbox_failure = models.TextField(blank=True, default="", help_text="why, without secrets")
 
     class Meta:
         app_label = "aspects_sink"

@@ -111,6 +111,7 @@ class QueueStatus:
     last_error: LastError | None = None
     paused_since: datetime.datetime | None = None
     unrecorded_changes: int = 0  # changes the outbox could not record: they wait for a next change or a backfill
+    last_unrecorded: LastError | None = None  # when changes last could not be recorded, and why
 
     @property
     def dead_letters(self) -> int:
@@ -332,6 +333,11 @@ def _queue_statuses(now: datetime.datetime, recorded: dict[str, SinkHealth]) -> 
             ),
             paused_since=record.paused_since if record else None,
             unrecorded_changes=record.failed_outbox_writes if record else 0,
+            last_unrecorded=(
+                LastError(record.outbox_failed_at, SinkHealth.CONFIGURATION, redact(record.outbox_failure))
+                if record and record.outbox_failed_at
+                else None
+            ),
         )
 
 
@@ -445,18 +451,16 @@ UNRECORDED_SHOWN_SECONDS = 3600
 
 def _unrecorded_lately(queue: QueueStatus, now: datetime.datetime) -> str | None:
     """
-    What to say when the queue's last error, within the last hour, is changes its outbox could not record: they
-    reach ClickHouse only with the object's next change or a backfill (docs/decisions/0001).
+    What to say when changes of the queue could not be recorded within the last hour, whatever the drains recorded
+    since: they reach ClickHouse only with the object's next change or a backfill (docs/decisions/0001).
     """
-    error = queue.last_error
-    if not error or not error.message.startswith(health.OUTBOX_WRITE_FAILED):
-        return None
-    if (now - _aware(error.at)).total_seconds() >= UNRECORDED_SHOWN_SECONDS:
+    failure = queue.last_unrecorded
+    if not failure or (now - _aware(failure.at)).total_seconds() >= UNRECORDED_SHOWN_SECONDS:
         return None
     return (
         f"{queue.unrecorded_changes} changes could not be recorded in the outbox since its health was first "
-        f"recorded, the last {format_duration((now - _aware(error.at)).total_seconds())} ago "
-        f"({error.message.removeprefix(health.OUTBOX_WRITE_FAILED)}); they reach ClickHouse with the object's next "
+        f"recorded, the last {format_duration((now - _aware(failure.at)).total_seconds())} ago "
+        f"({failure.message}); they reach ClickHouse with the object's next "
         "change: once the cause is fixed, run a backfill (dump_data_to_clickhouse) of this object"
     )
 

@@ -172,6 +172,13 @@ def test_changes_the_outbox_could_not_record_are_critical_and_counted(operator_c
     client.force_login(User.objects.create_user("ops", is_staff=True))
     assert scrape(client)["aspects_sink_unrecorded_changes_total"][(("sink", "user_profile"),)] == 3
 
+    # A drain's error and a delivery afterwards: the changes are no less lost for it.
+    health.record_failure("user_profile", SinkHealth.UNAVAILABLE, "ClickHouseUnavailable: connection refused")
+    health.record_delivery("user_profile", rows=5, inserts=1)
+    found = status.collect()
+    assert found.level == status.Level.CRITICAL
+    assert [finding for finding in found.findings if "could not be recorded" in finding.message]
+
 
 def test_retirement_mutations_that_cannot_be_read_are_a_finding(operator_clickhouse, settings):
     """ClickHouse answers, but not about its mutations (here, a cluster it does not know): unknown is no 'OK'."""
@@ -216,21 +223,24 @@ def test_a_status_that_cannot_be_read_is_unknown_to_probes(operator_clickhouse):
     assert code == 3 and output.startswith("UNKNOWN: the status could not be read: ") and "sinkhealth" in output
 
 
-def test_entries_of_a_sink_no_longer_installed_do_not_stop_the_sweep(operator_clickhouse, seeder):
+def test_entries_of_a_sink_no_longer_installed_do_not_stop_the_sweep(operator_clickhouse, seeder, monkeypatch):
     """
     A site sink removed with entries still pending (or replayed since): the sweep drains every other sink, says
     which name it cannot drain, and fails, so cron shows it; the periodic task skips it and goes on.
     """
     from django.core.management.base import CommandError
 
-    from aspects_sink import delivery
+    from aspects_sink import delivery, scheduling
 
     seeder.users(3)
     OutboxEntry.objects.bulk_create(
         OutboxEntry(sink="user_profile", object_id=str(user.id)) for user in User.objects.all()
     )
     OutboxEntry.objects.create(sink="aaa_removed", object_id="1")  # sorted before every sink that exists
-    assert "aaa_removed" not in delivery.sweep()  # the periodic task: no traceback, the others woken
+    # The periodic task: no traceback, the others woken (recorded here: the cache's schedule is every process's).
+    woken = []
+    monkeypatch.setattr(scheduling, "wake_from_sweep", lambda sink_name, overdue: woken.append(sink_name) or True)
+    assert delivery.sweep() == woken == ["user_profile"]
 
     output = io.StringIO()
     with pytest.raises(CommandError, match=r"aaa_removed: no such sink"):
