@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from aspects_sink import edx_platform, toggles
-from aspects_sink.conf import aspects_settings
+from aspects_sink.conf import SINK_SETTING_TEMPLATE, aspects_settings
 from aspects_sink.models import LeasedEntry, OutboxEntry, RetiredUser, retired_user_ids
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks import schema
@@ -270,6 +270,12 @@ class Sink:
         if self.pii and not toggles.pii_enabled():
             return False
         return toggles.sink_enabled(self.name)
+
+    @property
+    def switches(self) -> str:
+        """What turns the sink on, for messages about a sink switched off."""
+        setting = SINK_SETTING_TEMPLATE.format(self.name.upper())
+        return f"{setting}, its waffle flag{', ASPECTS_ENABLE_PII' if self.pii else ''}"
 
     def get_model(self):
         return edx_platform.get_model(self.model)

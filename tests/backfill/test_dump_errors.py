@@ -79,6 +79,9 @@ def test_missing_ids_are_named_and_nothing_is_sent(backfill_clickhouse, dump, le
         (["--workers", "2", "--url", "http://elsewhere:8123"], "workers write to their own"),
         (["--batch_size", "0"], "--batch_size must be at least 1"),
         (["--sleep_time", "-1"], "--sleep_time cannot be negative"),
+        (["--ids"], "--ids needs at least one key"),  # an empty list (ids from an empty file) is no selection
+        (["--workers", "2", "--worker_timeout", "0"], "--worker_timeout must be above 0"),
+        (["--workers", "2", "--sleep_time", "60"], "--sleep_time must be shorter than --worker_timeout"),
     ],
 )
 def test_conflicting_or_impossible_options_are_usage_errors(backfill_clickhouse, dump, arguments, complaint):

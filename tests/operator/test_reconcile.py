@@ -121,6 +121,21 @@ def test_reconcile_compares_enrollments_and_courses_by_their_own_keys(operator_c
     assert code == 0, output
 
 
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["--range-size", "0"], "--range-size must be at least 1"),
+        (["--object", "user_profile", "--repair"], "user_profile is switched off"),  # PII off: it sends nothing
+    ],
+)
+def test_options_that_cannot_do_what_they_say_are_usage_errors(operator_clickhouse, settings, arguments, complaint):
+    from django.core.management.base import CommandError
+
+    settings.ASPECTS_ENABLE_PII = False
+    with pytest.raises(CommandError, match=complaint):
+        call_command("aspects_sink_reconcile", "--no-progress", *arguments, stdout=io.StringIO())
+
+
 ASPECTS_DATABASE = "event_sink_aspects_own"
 
 

@@ -52,10 +52,15 @@ class Command(BaseCommand):
         add_connection_arguments(parser)
 
     def handle(self, *args, **options):
+        if options["range_size"] < 1:
+            raise CommandError("--range-size must be at least 1")
         try:
             for name in options["object"]:
-                if not reconcile.comparable(get_sink(name)):
+                sink = get_sink(name)
+                if not reconcile.comparable(sink):
                     raise CommandError(f"{name} cannot be compared: it has no rows of its own")
+                if not sink.is_enabled():  # ClickHouse holds none of its objects on purpose; a repair would send none
+                    raise CommandError(f"{name} is switched off ({sink.switches}): turn it on to compare it")
         except UnknownSink as error:
             raise CommandError(str(error)) from error
         transport = transport_from_options(options)
@@ -65,7 +70,7 @@ class Command(BaseCommand):
                 transport,
                 options["object"],
                 repair=options["repair"],
-                range_size=max(options["range_size"], 1),
+                range_size=options["range_size"],
                 progress=progress,
             )
         except (reconcile.ReconcileError, TransportError) as error:

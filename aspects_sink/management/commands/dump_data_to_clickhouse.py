@@ -70,7 +70,10 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, help="stop after this many objects (per sink)")
         parser.add_argument("--batch_size", type=int, default=10_000, help="objects per batch (default 10000)")
         parser.add_argument(
-            "--sleep_time", type=float, default=1.0, help="seconds to rest between batches, to spare the database"
+            "--sleep_time",
+            type=float,
+            default=1.0,
+            help="seconds to rest between batches, to spare the database (default 1; each worker's with --workers)",
         )
         parser.add_argument("--resume", action="store_true", help="continue the interrupted run of each sink")
         parser.add_argument("--dry-run", action="store_true", help="count what would be dumped; write nothing")
@@ -112,7 +115,14 @@ class Command(BaseCommand):
             ),
             (options["batch_size"] < 1, "--batch_size must be at least 1"),
             (options["sleep_time"] < 0, "--sleep_time cannot be negative"),
+            (options["ids"] == [], "--ids needs at least one key (an empty list would dump every object)"),
             (workers < 0, "--workers cannot be negative"),
+            (workers > 0 and options["worker_timeout"] <= 0, "--worker_timeout must be above 0"),
+            (
+                workers > 0 and options["sleep_time"] >= options["worker_timeout"],
+                "--sleep_time must be shorter than --worker_timeout: a worker resting between batches longer than "
+                "that looks stalled",
+            ),
             (bool(ids) and bool(options["start_pk"]), "--ids and --start_pk cannot be used together"),
             (bool(ids) and options["resume"], "--ids cannot be resumed: leave out --resume"),
             (
@@ -155,10 +165,7 @@ class Command(BaseCommand):
         if not dumpable(sink):
             raise CommandError(f"{name} cannot be dumped: it has no rows of its own ({sink.description})")
         if not sink.is_enabled():
-            raise CommandError(
-                f"{name} is switched off (EVENT_SINK_CLICKHOUSE_{name.upper()}_ENABLED, its waffle flag"
-                f"{', ASPECTS_ENABLE_PII' if sink.pii else ''}): turn it on to dump it"
-            )
+            raise CommandError(f"{name} is switched off ({sink.switches}): turn it on to dump it")
         return [sink]
 
     # -- running -----------------------------------------------------------------------------------------
