@@ -55,7 +55,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return request.user.has_perm(f"{self.opts.app_label}.delete_{self.opts.model_name}")
 
     def discard(self, request, queryset, describe):
-        """Delete the selected dead letters, each logged in full first: nothing goes silently."""
+        """Delete the selected dead letters, each logged first (what and why, no payload): nothing goes silently."""
         dead = queryset.filter(state=LeasedEntry.DEAD)
         for entry in dead:
             log.warning("aspects_sink: %s discarded a dead letter: %s", request.user.get_username(), describe(entry))
@@ -114,9 +114,10 @@ class DeadXapiStatementAdmin(ReadOnlyAdmin):
         count = outbox.queue("xapi_statements").replay(list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"{count} dead statements queued again.")
 
-    @admin.action(description="Discard the selected statements (logged in full)", permissions=("discard",))
+    @admin.action(description="Discard the selected statements (logged)", permissions=("discard",))
     def discard_dead(self, request, queryset):
-        self.discard(request, queryset, lambda e: f"{e.event_name or e.event_id} {e.last_error}: {e.statement}")
+        # The statement or event itself is never logged: it may hold personal data (username, IP address).
+        self.discard(request, queryset, lambda e: f"id {e.id}, {e.event_name or e.event_id}: {e.last_error}")
 
 
 @dataclass(frozen=True)

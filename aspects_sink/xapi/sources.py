@@ -286,7 +286,7 @@ def source_from_erb_options(provider: str, config: str) -> LogSource:
     try:
         options = json.loads(config)
         container, prefix = options.pop("container"), options.pop("prefix")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):  # not JSON, or JSON but no object (a list, a number...)
         raise SourceError("--source_config is not a JSON object") from None
     except KeyError:
         raise SourceError(

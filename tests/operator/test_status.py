@@ -190,6 +190,10 @@ def test_retirement_mutations_that_cannot_be_read_are_a_finding(operator_clickho
     assert found.mutations is None and found.level == status.Level.WARNING
     (finding,) = found.findings
     assert finding.subject == "clickhouse" and "could not read its mutations" in finding.message
+    output = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("aspects_sink_status", stdout=output)
+    assert "Retirement mutations: unknown (could not be read: see the findings)" in output.getvalue()
 
 
 def test_retrying_counts_entries_that_failed_not_those_on_their_first_try(operator_clickhouse):

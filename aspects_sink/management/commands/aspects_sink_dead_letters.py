@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from aspects_sink import outbox
+from aspects_sink.models import OutboxEntry
+from aspects_sink.sinks.registry import all_sinks
 
 
 class Command(BaseCommand):
@@ -23,6 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=50, help="how many to list (default 50)")
 
     def handle(self, *args, **options):
+        if options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        name = options["sink"]
+        if name and name not in all_sinks() and not OutboxEntry.objects.filter(sink=name).exists():
+            raise CommandError(f"no sink or queue named {name}; sinks: {', '.join(all_sinks())}")
         if options["replay"]:
             count = outbox.replay_dead_letters(ids=options["ids"], sink_name=options["sink"])
             self.stdout.write(f"{count} dead letters queued again.")

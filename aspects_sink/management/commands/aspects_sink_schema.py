@@ -29,7 +29,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         database = options.get("database") or schema.database()
-        statements = schema.create_schema(all_tables(), db=database)
+        try:
+            statements = schema.create_schema(all_tables(), db=database)
+        except ValueError as error:  # a name the schema cannot quote: only plain identifiers are taken
+            raise CommandError(str(error)) from error
         if options["print"]:
             self.stdout.write(";\n\n".join(statements) + ";")
             return

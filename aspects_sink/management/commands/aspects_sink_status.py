@@ -74,6 +74,7 @@ class Command(BaseCommand):
             SummaryColumn("paused", lambda q: "PAUSED" if q.paused else "no", align_right=False),
         ]
         clickhouse = found.clickhouse
+        unread = "could not be read: see the findings" if clickhouse.reachable else "ClickHouse unreachable"
         lines = [
             f"aspects-sink: {found.level.name} at {found.checked_at:%Y-%m-%d %H:%M:%S %Z}",
             f"ClickHouse: {'up, version ' + str(clickhouse.version) if clickhouse.reachable else 'UNREACHABLE'}",
@@ -82,7 +83,7 @@ class Command(BaseCommand):
             "",
             "Retirement mutations: "
             + (
-                "unknown (ClickHouse unreachable)"
+                f"unknown ({unread})"
                 if found.mutations is None
                 else f"{found.mutations_pending} pending, {found.mutations_failed} failed"
             ),

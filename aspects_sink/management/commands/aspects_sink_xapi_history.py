@@ -9,6 +9,7 @@ checkpoints in the LMS database for ``--resume``, forked workers); where logs co
 
 from __future__ import annotations
 
+import argparse
 import datetime
 from functools import partial
 from pathlib import Path
@@ -47,7 +48,7 @@ def _day(text: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"not a day (YYYY-MM-DD): {text}") from None
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text}") from None
 
 
 class Command(BaseCommand):
