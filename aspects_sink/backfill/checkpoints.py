@@ -93,12 +93,16 @@ class RangeCheckpoint:
         return self.row.rows + self.row.skipped + self.row.failed
 
     def start(self) -> None:
-        """Take the range for this process: any earlier holder is fenced off."""
+        """
+        Take the range for this process: any earlier holder is fenced off, and what it acknowledged since this
+        process read the range is where this one goes on (only the holder's fields are written).
+        """
         self.row.token = uuid.uuid4()
         self.row.state = DumpCheckpoint.RUNNING
         self.row.last_error = ""
         if self.persist:
-            self.row.save()
+            self.row.save(update_fields=["token", "state", "last_error", "updated_at"])
+            self.row.refresh_from_db(fields=["last_acknowledged", "rows", "skipped", "failed"])
 
     def acknowledge(self, last: Any, *, rows: int, skipped: int, failed: int, error: str = "") -> None:
         """Record a batch ClickHouse acknowledged; raise RangeCancelled if the range is no longer ours."""
@@ -157,13 +161,20 @@ def unfinished(rows: Sequence[DumpCheckpoint]) -> list[DumpCheckpoint]:
     return [row for row in rows if row.state in UNFINISHED]
 
 
-def hand_out(row: DumpCheckpoint) -> uuid.UUID:
-    """Mark a range as waiting for a worker, under a new token that the worker's task must present."""
-    row.token = uuid.uuid4()
-    row.state = DumpCheckpoint.PENDING
-    row.last_error = ""
-    row.save()
-    return row.token
+def hand_out(row: DumpCheckpoint) -> uuid.UUID | None:
+    """
+    Mark a range as waiting for a worker, under a new token that the worker's task must present, with the run's
+    parameters (``row.parameters``, which the worker reads); None if it is no longer unfinished (a worker of the
+    run being resumed finished it since it was read). The progress recorded meanwhile stays as it is.
+    """
+    token = uuid.uuid4()
+    handed = DumpCheckpoint.objects.filter(pk=row.pk, state__in=UNFINISHED).update(
+        token=token, state=DumpCheckpoint.PENDING, last_error="", parameters=row.parameters, updated_at=timezone.now()
+    )
+    if not handed:
+        return None
+    row.token, row.state, row.last_error = token, DumpCheckpoint.PENDING, ""
+    return token
 
 
 def claim(row_id: int, token: str) -> DumpCheckpoint | None:

@@ -56,6 +56,8 @@ def dispatch(rows: Sequence[DumpCheckpoint]) -> None:
     """Send one task per range; raise BackfillError if the broker cannot take them."""
     for row in rows:
         token = checkpoints.hand_out(row)
+        if token is None:  # finished meanwhile by the run being resumed
+            continue
         try:
             send_task(RANGE_TASK, (row.id, str(token)))
         except Exception as error:

@@ -130,3 +130,28 @@ def test_a_resumed_run_on_workers_takes_its_batch_settings_from_this_command(bac
 
     row = DumpCheckpoint.objects.get(sink="user_profile")
     assert checkpoints.RunParameters.from_json(row.parameters).batch_size == 3
+
+
+def test_a_resumed_run_keeps_the_progress_made_since_it_read_the_checkpoints(backfill_clickhouse, learners):
+    """
+    A resumed run read the checkpoints of a run whose workers were still going (a pod killed mid ``--workers``
+    run): taking a range over keeps what they acknowledged since, and a range they finished meanwhile stays done.
+    """
+    learners(4)
+    source = BackfillSource(get_sink("user_profile"))
+    params = checkpoints.RunParameters(target="event_sink.user_profile")
+    first, second = checkpoints.begin("user_profile", params, [("", "2"), ("2", "")])
+    DumpCheckpoint.objects.filter(pk__in=[first.pk, second.pk]).update(state=DumpCheckpoint.STOPPED)
+    stale = checkpoints.unfinished(checkpoints.latest("user_profile"))  # what the resumed run read
+    DumpCheckpoint.objects.filter(pk=first.pk).update(last_acknowledged="1", rows=1)  # a worker went on meanwhile
+    DumpCheckpoint.objects.filter(pk=second.pk).update(state=DumpCheckpoint.DONE, rows=2)  # and finished that one
+
+    assert checkpoints.hand_out(stale[1]) is None  # done: not handed out again
+    checkpoint = checkpoints.RangeCheckpoint(stale[0], source)
+    checkpoint.start()
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.last_acknowledged, first.rows, first.state) == ("1", 1, DumpCheckpoint.RUNNING)
+    assert (checkpoint.after, checkpoint.done) == (1, 1)  # it goes on after what was acknowledged
+    assert (second.state, second.rows) == (DumpCheckpoint.DONE, 2)
