@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from django.apps import apps
 from django.db.models.signals import post_delete, post_save
 
 from aspects_sink import edx_platform, outbox, retirement
@@ -120,9 +121,20 @@ def connect_model_receivers() -> None:
             except edx_platform.PlatformModelMissing as error:
                 log.info("aspects_sink: not listening to %s %s: %s", model_name, kind, error)
                 continue
-            signal.connect(
-                SavedModelReceiver(model_name, sinks),
-                sender=model,
-                weak=False,
-                dispatch_uid=f"aspects_sink.{model_name}.{kind}",
-            )
+            receiver = SavedModelReceiver(model_name, sinks)
+            for sender in (model, *_proxies_of(model)):
+                signal.connect(
+                    receiver,
+                    sender=sender,
+                    weak=False,
+                    dispatch_uid=f"aspects_sink.{model_name}.{kind}.{sender._meta.label}",
+                )
+
+
+def _proxies_of(model) -> list:
+    """
+    The proxy models of ``model``: Django sends their signals with the proxy as sender, and the platform saves
+    through them (openedx-learning's system taxonomies, edx-platform's ``ContentObjectTag``). Every model is
+    loaded once apps are ready, where this runs.
+    """
+    return [each for each in apps.get_models() if each._meta.proxy and each._meta.concrete_model is model]

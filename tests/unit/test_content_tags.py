@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from openedx_tagging.core.tagging import api as tagging
 from openedx_tagging.core.tagging.models import ObjectTag, Tag, Taxonomy
+from openedx_tagging.core.tagging.models.system_defined import LanguageTaxonomy
 from xmodule.modulestore.course_builder import create_course
 from xmodule.modulestore.django import modulestore
 
@@ -113,6 +114,22 @@ def test_a_taxonomy_disabled_or_deleted_reaches_its_object_tags_and_courses(embe
         "SELECT taxonomy, tag, _value, _export_id, lineage FROM event_sink.object_tag FINAL WHERE _value = 'Optics'"
     )
     assert rows(embedded_clickhouse, on_course) == [(0, 0, "Optics", "subjects", '["Optics"]')]
+
+
+def test_a_taxonomy_saved_or_deleted_as_its_proxy_class_is_sent(embedded_clickhouse):
+    """
+    Django sends a proxy model's signals with the proxy as sender: openedx-learning's system taxonomies
+    (``taxonomy.cast()``: LanguageTaxonomy...) and edx-platform's ``ContentObjectTag``, with which Studio's
+    auto-tagging tags content. Those saves and deletes are followed as the concrete model's.
+    """
+    language = tagging.create_taxonomy("Languages", export_id="languages", taxonomy_class=LanguageTaxonomy)
+    assert type(language) is LanguageTaxonomy
+    assert ("taxonomy", str(language.id)) in set(OutboxEntry.objects.values_list("sink", "object_id"))
+    OutboxEntry.objects.all().delete()
+
+    language.name = "Language"
+    language.save()
+    assert set(OutboxEntry.objects.values_list("sink", "object_id")) >= {("taxonomy", str(language.id))}
 
 
 def test_tagging_or_untagging_a_block_re_sends_its_course_and_deletes_the_object_tag_row(
