@@ -378,3 +378,12 @@ def clickhouse_tokens_from_env() -> dict[str, str]:
         for key, suffix in names.items()
         if f"ASPECTS_SINK_CLICKHOUSE_{suffix}" in os.environ
     }
+
+
+def tutor_patch() -> str:
+    """
+    The lines Tutor appends to a service's settings after the platform's production settings (its own, and its
+    plugins' ``openedx-common-settings`` patches), from the file ``DEVSTACK_TUTOR_PATCH`` names; none without it.
+    """
+    path = os.environ.get("DEVSTACK_TUTOR_PATCH")
+    return Path(path).read_text(encoding="utf-8") if path else ""

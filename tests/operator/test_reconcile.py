@@ -81,12 +81,17 @@ def test_reconcile_finds_deleted_altered_and_extra_rows_and_repairs_them(operato
     assert operator_clickhouse.command("SELECT count() FROM user_profile FINAL WHERE city = 'Atlantis'") == 0
 
 
-def test_reconcile_compares_enrollments_and_courses_by_their_own_keys(operator_clickhouse, seeder):
-    seeder.users(300)
+def seed_and_dump(seeder, users: int, enrollments: int) -> None:
+    """Learners with profiles and external ids, three courses, enrollments, all dumped to ClickHouse."""
+    seeder.users(users)
     seeder.courses(3, blocks_per_course=5)
     seeder.external_ids()
-    seeder.enrollments(500)
+    seeder.enrollments(enrollments)
     call_command("dump_data_to_clickhouse", "--no-progress", stdout=io.StringIO())
+
+
+def test_reconcile_compares_enrollments_and_courses_by_their_own_keys(operator_clickhouse, seeder):
+    seed_and_dump(seeder, users=300, enrollments=500)
     code, output = reconcile("--range-size", "97")
     assert code == 0, output
 
@@ -161,11 +166,7 @@ def aspects_own_tables(clickhouse_endpoint, clickhouse_client, settings, db):
 
 
 def test_reconcile_reads_aspects_own_tables_as_aspects_reads_them(aspects_own_tables, seeder):
-    seeder.users(200)
-    seeder.courses(3, blocks_per_course=5)
-    seeder.external_ids()
-    seeder.enrollments(300)
-    call_command("dump_data_to_clickhouse", "--no-progress", stdout=io.StringIO())
+    seed_and_dump(seeder, users=200, enrollments=300)
     call_command("dump_data_to_clickhouse", "--force", "--no-progress", stdout=io.StringIO())  # a row more each
     code, output = reconcile("--range-size", "97")
     assert code == 0, output
