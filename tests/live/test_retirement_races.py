@@ -21,8 +21,8 @@ pytestmark = pytest.mark.platform_processes  # on one interpreter only: tox.ini
 
 COURSE = "course-v1:RaceX+Retire+2026"
 LEARNERS = 8
-ROUNDS = 3
-RETIRED_PER_ROUND = 2
+ROUNDS = 2
+RETIRED_PER_ROUND = 3
 
 
 @pytest.fixture(scope="module", params=[{"database": "sqlite"}, {"database": "mysql", "broker": "redis"}], ids=[
