@@ -8,6 +8,7 @@ in :data:`aspects_sink.conf.DEFAULTS`; the per-sink setting's annotation is besi
 
 from __future__ import annotations
 
+from django.conf import settings
 from edx_toggles.toggles import SettingToggle, WaffleFlag
 
 from aspects_sink.conf import DEFAULTS, SINK_SETTING_TEMPLATE, aspects_settings
@@ -69,6 +70,16 @@ def sink_enabled(sink_name: str) -> bool:
     if setting.is_enabled():
         return True
     return WaffleFlag(SINK_FLAG_TEMPLATE.format(sink_name), module_name=__name__).is_enabled()
+
+
+def personal_sink_switch(sink_name: str) -> bool | None:
+    """
+    A personal sink's own switch as the site set it (True, False), or None when unset: set True, it is the site's
+    consent to that sink's personal data (what Tutor's ASPECTS_ENABLE_PII renders); unset, ASPECTS_ENABLE_PII
+    decides. The plugin gives these switches no default (aspects_sink.conf.PERSONAL_SINK_NAMES).
+    """
+    value = getattr(settings, SINK_SETTING_TEMPLATE.format(sink_name.upper()), None)
+    return None if value is None else bool(value)
 
 
 def pii_enabled() -> bool:

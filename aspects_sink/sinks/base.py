@@ -267,8 +267,13 @@ class Sink:
         return self.pii or self.name in aspects_settings.EVENT_SINK_CLICKHOUSE_PII_MODELS
 
     def is_enabled(self) -> bool:
-        if self.pii and not toggles.pii_enabled():
-            return False
+        if self.pii:
+            # Its own switch set True is consent for this sink only; otherwise ASPECTS_ENABLE_PII must be on, and
+            # then the switch or the waffle flag decide as for any sink. A waffle flag alone is no consent.
+            if toggles.personal_sink_switch(self.name):
+                return True
+            if not aspects_settings.ASPECTS_ENABLE_PII:
+                return False
         return toggles.sink_enabled(self.name)
 
     @property

@@ -92,6 +92,15 @@ def test_the_personal_sinks_have_no_default_switch():
 
 
 @pytest.mark.django_db
+def test_one_personal_switch_is_consent_for_its_own_sink_only(settings):
+    """A site that switched on external ids only (Tutor's EVENT_SINK_PII_MODELS narrowed) sends no profiles."""
+    settings.ASPECTS_ENABLE_PII = False
+    settings.EVENT_SINK_CLICKHOUSE_EXTERNAL_ID_ENABLED = True
+    names = [sink.name for sink in enabled_sinks()]
+    assert "external_id" in names and "user_profile" not in names
+
+
+@pytest.mark.django_db
 def test_a_waffle_flag_alone_sends_no_personal_data(settings):
     """A sink's run-time flag is no consent to personal data: only settings (Tutor's, or ASPECTS_ENABLE_PII) are."""
     settings.ASPECTS_ENABLE_PII = False
