@@ -9,10 +9,13 @@ retirement later, as for any rejected batch, and it shows in the sink's health u
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aspects_sink.conf import aspects_settings
-from aspects_sink.transport import ClickHouseTransport, TransportError
+from aspects_sink.transport import ClickHouseMisconfigured, ClickHouseTransport, TransportError
+
+log = logging.getLogger(__name__)
 
 
 class MutationNotDone(RuntimeError):
@@ -52,9 +55,28 @@ def run(
         # A server that runs the mutation at once (or ``mutations_sync``) reports its failure here: report it
         # as the mutation's, with ClickHouse's reason, when system.mutations shows it failing. One still running
         # (the client gave up waiting for it) is no failure: the statement's own error says what happened.
-        _raise_if_failing(transport.rows(_unfinished(mutations_log), _where(mutates, since)), mutates)
+        _raise_if_failing(_read(transport, mutations_log, mutates, since)[0], mutates)
         raise
     wait(transport, mutates, since, mutations_log=mutations_log)
+
+
+def _read(transport: ClickHouseTransport, mutations_log: str, mutates: str, since) -> tuple[list, str]:
+    """
+    The unfinished mutations ``mutations_log`` shows, and the log read. Every replica's (``clusterAllReplicas``)
+    needs ClickHouse's REMOTE grant: without it, the replica the client talks to is read, and a WARNING says so.
+    """
+    try:
+        return transport.rows(_unfinished(mutations_log), _where(mutates, since)), mutations_log
+    except ClickHouseMisconfigured as error:
+        if mutations_log == LOCAL_MUTATIONS:
+            raise
+        log.warning(
+            "aspects_sink: cannot read every replica's mutations (%s): grant REMOTE to follow them on the whole "
+            "cluster; following %s's mutations on this replica only",
+            error,
+            mutates,
+        )
+        return transport.rows(_unfinished(LOCAL_MUTATIONS), _where(mutates, since)), LOCAL_MUTATIONS
 
 
 def _where(mutates: str, since) -> dict:
@@ -83,7 +105,7 @@ def wait(
     deadline = time.monotonic() + timeout
     delay = 0.02
     while True:
-        unfinished = transport.rows(_unfinished(mutations_log), _where(mutates, since))
+        unfinished, mutations_log = _read(transport, mutations_log, mutates, since)
         if not unfinished:
             return
         _raise_if_failing(unfinished, mutates)

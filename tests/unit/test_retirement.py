@@ -248,3 +248,36 @@ def test_on_a_cluster_a_retirement_waits_for_its_mutations_on_every_replica(sett
     statement = statements[0]
     mutations.run(Cluster(), statement.sql, {}, {}, statement.mutates, mutations_log=statement.mutations_log)
     assert any("FROM clusterAllReplicas(`analytics`, system.mutations)" in sql for sql in asked), asked
+
+
+def test_without_the_remote_grant_a_cluster_retirement_waits_on_the_replica_it_talks_to(settings, caplog):
+    """
+    Reading every replica's mutations needs ClickHouse's REMOTE grant; without it the wait reads the replica the
+    client talks to (as before) and says so, instead of failing the retirement and sending its mutation again.
+    """
+    from aspects_sink.sinks import schema
+    from aspects_sink.transport import ClickHouseMisconfigured
+
+    settings.ASPECTS_SINK_CLUSTER = {"name": "analytics", "shards": 2}
+    commands = []
+
+    class NoRemoteGrant:
+        def rows(self, sql, parameters=None):
+            if "clusterAllReplicas" in sql:
+                raise ClickHouseMisconfigured("Code: 497. Not enough privileges: REMOTE ON *.* (ACCESS_DENIED)")
+            return [("2026-12-02 04:00:00",)] if "now()" in sql else []
+
+        def command(self, sql, parameters=None, settings=None):
+            commands.append(sql)
+
+    with caplog.at_level("WARNING", logger="aspects_sink"):
+        mutations.run(
+            NoRemoteGrant(),
+            "ALTER TABLE t DELETE WHERE 1",
+            {},
+            {},
+            "event_sink.t",
+            mutations_log=schema.mutations_log(),
+        )
+    assert len(commands) == 1
+    assert any("REMOTE" in record.getMessage() for record in caplog.records)
