@@ -17,7 +17,7 @@ import logging
 from django.db import transaction
 from django_redis import get_redis_connection
 from event_routing_backends.backends.async_events_router import AsyncEventsRouter
-from event_routing_backends.backends.events_router import EVENTS_ROUTER_DEAD_QUEUE_FORMAT, EVENTS_ROUTER_QUEUE_FORMAT
+from event_routing_backends.backends.events_router import EVENTS_ROUTER_QUEUE_FORMAT
 from event_routing_backends.backends.sync_events_router import SyncEventsRouter
 from event_routing_backends.models import RouterConfiguration
 from eventtracking.backends.routing import RoutingBackend
@@ -84,56 +84,67 @@ def kept_lrs_routes(backend_name: str) -> list[str]:
 
 def take_over_erb_batch_queue() -> int:
     """
-    Record for ClickHouse the events ERB's batching left in its Redis queue; return how many were taken.
+    Record for ClickHouse the events ERB's batching left in its Redis queue; return how many were recorded.
 
     With ``EVENT_ROUTING_BACKEND_BATCHING_ENABLED`` (as Tutor runs Aspects) ERB's route holds events in a Redis list
     until a batch is full or due, and only its next ``send`` flushes them. Once the site routes xAPI through
     aspects-sink, nothing sends them any more: the events it held at the switch, and those pods still on ERB's
-    route queue during a rolling deploy, would wait there for ever. The sweep takes them over: the list is emptied
-    in one Redis transaction and its events recorded as emitted ones are; should recording fail, they are put back
-    (and logged); an entry that is no event goes to ERB's dead queue. It never raises: the sweep goes on to wake
-    the drains. While an LRS route is kept, ERB's own batching flushes that list to it, and it is left alone.
+    route queue during a rolling deploy, would wait there for ever. The sweep takes them over: the list is renamed
+    to a key of aspects-sink's at once (pods pushing meanwhile start a new one, taken by the next sweep), its events
+    are recorded as emitted ones are, and the key is deleted once they are committed; should recording fail, the
+    key waits for the next sweep, which records it first (an event recorded twice makes the same statement, which
+    collapses). An entry that is no event is kept under another key of aspects-sink's, and counted in a WARNING.
+
+    Nothing is taken while an LRS route is kept (ERB's own batching flushes that list to it) or while ERB's
+    circuit breaker is off (ERB would make no statement of them: they wait). It never raises: the sweep goes on.
     """
-    router = erb.xapi_router()
-    if not aspects_settings.EVENT_ROUTING_BACKEND_BATCHING_ENABLED or router is None:
-        return 0
-    if not toggles.xapi_enabled() or kept_lrs_routes(router.backend_name):
-        return 0
-    queue_name = EVENTS_ROUTER_QUEUE_FORMAT.format(router.backend_name)
     try:
+        router = erb.xapi_router()
+        if router is None or not aspects_settings.EVENT_ROUTING_BACKEND_BATCHING_ENABLED:
+            return 0
+        if not toggles.xapi_enabled() or not erb.xapi_switched_on() or kept_lrs_routes(router.backend_name):
+            return 0
+        queue_name = EVENTS_ROUTER_QUEUE_FORMAT.format(router.backend_name)
+        taken = f"aspects_sink:taken:{queue_name}"
         redis = get_redis_connection()
-        with redis.pipeline(transaction=True) as pipeline:
-            held, _ = pipeline.lrange(queue_name, 0, -1).delete(queue_name).execute()
-    except Exception as error:  # no django-redis cache, or Redis down: ERB's batching cannot run either
-        log.warning("aspects_sink: could not read event-routing-backends' batch queue %s: %s", queue_name, error)
-        return 0
-    if not held:
+        if not redis.exists(taken) and not redis.exists(queue_name):
+            return 0
+        if not redis.exists(taken):  # else a take-over that did not finish: its events are recorded first
+            redis.rename(queue_name, taken)
+        held = redis.lrange(taken, 0, -1)
+    except Exception as error:  # no django-redis cache, Redis or the LMS database down: ERB's batching fails too
+        log.warning("aspects_sink: could not take over event-routing-backends' batch queue: %s", error)
         return 0
     events, unreadable = [], []
     for text in reversed(held):  # ERB pushes to the head: the oldest last
         try:
             event = json.loads(text)
         except ValueError:
-            unreadable.append(text)
-            continue
+            event = None
         (events if isinstance(event, dict) else unreadable).append(event if isinstance(event, dict) else text)
-    if unreadable:  # where ERB puts a batch it failed on, for its recover_failed_events
-        redis.lpush(EVENTS_ROUTER_DEAD_QUEUE_FORMAT.format(router.backend_name), *unreadable)
-        log.error(
-            "aspects_sink: %d entries of %s are no events; moved to ERB's dead queue", len(unreadable), queue_name
-        )
     try:
         steps = erb.XapiSteps.of(router)
         admitted = [each for event in events if statements_wanted(event.get("name", "")) for each in steps.admit(event)]
         with transaction.atomic():
-            if store.record_events(admitted) != len(admitted):  # the failure is logged and counted already
-                raise RuntimeError(f"could not record the events of {queue_name}")
-    except Exception as error:  # the LMS database failed: back where they were, for the next sweep
-        redis.rpush(queue_name, *[text for text in held if text not in unreadable])
-        log.error("aspects_sink: could not record the events of %s, left there: %s", queue_name, error)
+            if store.record_events(admitted) != len(admitted):  # logged already; nothing of it is committed
+                raise RuntimeError("the events could not be recorded")
+    except Exception as error:
+        log.error(
+            "aspects_sink: %d events of %s wait in %s for the next sweep: %s", len(held), queue_name, taken, error
+        )
         return 0
-    log.info("aspects_sink: took over %d events from event-routing-backends' batch queue", len(held))
-    return len(held)
+    try:
+        if unreadable:
+            redis.rpush(f"aspects_sink:unreadable:{queue_name}", *unreadable)
+            log.warning(
+                "aspects_sink: %d entries of %s are no events; kept in aspects_sink:unreadable:%s",
+                len(unreadable), queue_name, queue_name,
+            )  # fmt: skip
+        redis.delete(taken)
+    except Exception as error:  # recorded: taken again by the next sweep, the statements collapse
+        log.warning("aspects_sink: could not clear %s after recording its events: %s", taken, error)
+    log.info("aspects_sink: recorded %d events from event-routing-backends' batch queue", len(admitted))
+    return len(admitted)
 
 
 class AsyncClickHouseEventsRouter(ClickHouseRouting, AsyncEventsRouter):

@@ -150,20 +150,21 @@ def test_events_left_in_erbs_batch_queue_at_the_switch_reach_clickhouse(
     XapiStatement.objects.all().delete()  # emitted before the switch: ERB's route queued them instead
     erbs_route = AsyncEventsRouter(processors=[], backend_name="xapi")
     redis = get_redis_connection()
-    redis.delete(erbs_route.queue_name, erbs_route.dead_queue)
+    unreadable = f"aspects_sink:unreadable:{erbs_route.queue_name}"
+    redis.delete(erbs_route.queue_name, unreadable)
     redis.set(erbs_route.last_sent_key, datetime.datetime.now().isoformat())  # ERB waits for a full batch
     try:
         for event in events:
             assert erbs_route.queue_event(redis, copy.deepcopy(event)) is None  # held
         queued = [json.loads(text) for text in redis.lrange(erbs_route.queue_name, 0, -1)]
-        redis.lpush(erbs_route.queue_name, b"{not an event")  # what nothing can read goes to ERB's dead queue
+        redis.lpush(erbs_route.queue_name, b"{not an event")  # what nothing can read is kept aside, named
 
         call_command("aspects_sink_sweep", "--drain", stdout=io.StringIO())
 
-        assert redis.llen(erbs_route.queue_name) == 0
-        assert redis.lrange(erbs_route.dead_queue, 0, -1) == [b"{not an event"]
+        assert not redis.exists(erbs_route.queue_name, f"aspects_sink:taken:{erbs_route.queue_name}")
+        assert redis.lrange(unreadable, 0, -1) == [b"{not an event"]
     finally:
-        redis.delete(erbs_route.queue_name, erbs_route.last_sent_key, erbs_route.dead_queue)
+        redis.delete(erbs_route.queue_name, erbs_route.last_sent_key, unreadable)
     erbs_ids = {statement["id"] for event in queued for statement in XApiProcessor()([event])}
     rows = devstack_clickhouse.rows(f"SELECT toString(event_id) FROM {raw_table().insert_target}")
     assert {event_id for (event_id,) in rows} == erbs_ids and len(erbs_ids) == 15
