@@ -263,6 +263,14 @@ def test_a_sweep_that_drained_nothing_of_what_it_found_fails(operator_clickhouse
         call_command("aspects_sink_sweep", "--drain", stdout=io.StringIO())
 
 
+def test_a_sweep_that_drops_the_entries_of_a_switched_off_sink_succeeds(operator_clickhouse, settings):
+    """A switched-off sink's entries are dropped by its drain (as the live path does): nothing was left unsent."""
+    settings.EVENT_SINK_CLICKHOUSE_COURSE_ENROLLMENT_ENABLED = False
+    OutboxEntry.objects.create(sink="course_enrollment", object_id="1")
+    call_command("aspects_sink_sweep", "--drain", stdout=io.StringIO())
+    assert not OutboxEntry.objects.filter(sink="course_enrollment").exists()
+
+
 def test_a_sweep_that_could_not_wake_a_drain_fails(operator_clickhouse, monkeypatch):
     """Run from cron, the sweep's exit code is all anyone reads: a drain it could not schedule is a failure."""
     from django.core.management.base import CommandError

@@ -42,7 +42,7 @@ class Command(BaseCommand):
                 )
                 if report.retried or report.parked:
                     not_sent.append(sink_name)
-                elif report.delivered < summary.pending:  # what it found is still waiting (entries made since are not)
+                elif report.delivered < summary.pending and known[sink_name].is_enabled():  # what it found still waits
                     not_sent.append(f"{sink_name} ({_why_waiting(sink_name)})")
             else:
                 scheduled = scheduling.publish_drain(sink_name, 0)
