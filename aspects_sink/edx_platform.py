@@ -41,8 +41,8 @@ def _module(path: str) -> Any:
     """The module at ``path``, or where :data:`MOVED_MODULES` says a newer package keeps it."""
     try:
         return importlib.import_module(path)
-    except ImportError:
-        if path not in MOVED_MODULES:
+    except ModuleNotFoundError as error:
+        if path not in MOVED_MODULES or not path.startswith(error.name or "\0"):  # it is the path that is gone
             raise
         return importlib.import_module(MOVED_MODULES[path])
 

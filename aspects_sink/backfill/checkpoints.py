@@ -101,7 +101,11 @@ class RangeCheckpoint:
         self.row.state = DumpCheckpoint.RUNNING
         self.row.last_error = ""
         if self.persist:
-            self.row.save(update_fields=["token", "state", "last_error", "updated_at"])
+            taken = DumpCheckpoint.objects.filter(pk=self.row.pk).update(
+                token=self.row.token, state=self.row.state, last_error="", updated_at=timezone.now()
+            )
+            if not taken:  # a run started since without --resume dropped the sink's checkpoints
+                raise RangeCancelled(f"{self.row.sink}: the range was replaced by another run")
             self.row.refresh_from_db(fields=["last_acknowledged", "rows", "skipped", "failed"])
 
     def acknowledge(self, last: Any, *, rows: int, skipped: int, failed: int, error: str = "") -> None:

@@ -31,7 +31,8 @@ class Command(BaseCommand):
     """``./manage.py lms aspects_sink_reconcile [--object NAME ...] [--repair]``."""
 
     help = (
-        "Compare each sink's ClickHouse table (after FINAL) with the LMS, by ranges of object keys: row counts "
+        "Compare each sink's ClickHouse table (its current rows: after FINAL, or on Aspects' own tables each "
+        "object's row of the greatest time_last_dumped) with the LMS, by ranges of object keys: row counts "
         "and a hash of the sent columns per range, then the differing objects. Reports objects missing from "
         "ClickHouse, extra (in ClickHouse only) and stale (different rows); objects with a pending outbox entry "
         "are in flight and left alone. --repair queues the missing and stale objects in the outbox (the drains "
