@@ -91,13 +91,10 @@ def pii_enabled() -> bool:
     """
     if aspects_settings.ASPECTS_ENABLE_PII:
         return True
-    switches = (
-        SINK_SETTING_TEMPLATE.format(model.upper()) for model in aspects_settings.EVENT_SINK_CLICKHOUSE_PII_MODELS
-    )
     return any(
-        SettingToggle(switch, default=False, module_name=__name__).is_enabled()
-        for switch in switches
-        if switch not in DEFAULTS  # a switch on by the plugin's default is no one's consent
+        personal_sink_switch(model)
+        for model in aspects_settings.EVENT_SINK_CLICKHOUSE_PII_MODELS
+        if SINK_SETTING_TEMPLATE.format(model.upper()) not in DEFAULTS  # on by the plugin's default: no consent
     )
 
 
