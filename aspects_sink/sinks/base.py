@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from aspects_sink import edx_platform, toggles
 from aspects_sink.conf import SINK_SETTING_TEMPLATE, aspects_settings
 from aspects_sink.models import LeasedEntry, OutboxEntry, RetiredUser, retired_user_ids
+from aspects_sink.mutations import LOCAL_MUTATIONS
 from aspects_sink.sinks import columns as col
 from aspects_sink.sinks import schema
 from aspects_sink.sinks.reading import read_columns
@@ -108,7 +109,7 @@ class Statement:
     # ``system.mutations`` there, and never acknowledges it before (aspects_sink.mutations).
     mutates: str | None = None
     # Where the mutation shows until done: ``system.mutations``, or every replica's on a cluster.
-    mutations_log: str = "system.mutations"
+    mutations_log: str = LOCAL_MUTATIONS
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from aspects_sink import toggles
 from aspects_sink.conf import aspects_settings
+from aspects_sink.mutations import LOCAL_MUTATIONS
 
 
 class ColumnDefinition(Protocol):
@@ -101,7 +102,7 @@ def mutation_target(table: str) -> str:
 def mutations_log(config: ClusterConfig | None = None) -> str:
     """Where mutations show until done: ``system.mutations``, on a cluster every replica's."""
     config = config or cluster()
-    return f"clusterAllReplicas({quote(config.name)}, system.mutations)" if config.name else "system.mutations"
+    return f"clusterAllReplicas({quote(config.name)}, {LOCAL_MUTATIONS})" if config.name else LOCAL_MUTATIONS
 
 
 def mutation_settings() -> dict:
