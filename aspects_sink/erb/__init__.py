@@ -196,12 +196,17 @@ def statement_row(statement: dict) -> StatementRow:
     that as UTF-8, so such a statement is written with JSON escapes instead, which read back as the very same
     statement.
     """
-    emitted = datetime.datetime.fromisoformat(statement["timestamp"])
-    if emitted.tzinfo is None:
-        emitted = emitted.replace(tzinfo=datetime.UTC)
     text = json.dumps(statement, separators=(",", ":"), ensure_ascii=False)
     try:
         text.encode()
     except UnicodeEncodeError:
         text = json.dumps(statement, separators=(",", ":"))
-    return statement["id"], emitted, text
+    return statement["id"], emission_time(statement["timestamp"]), text
+
+
+def emission_time(timestamp: str) -> datetime.datetime:
+    """A statement's time as the raw table's ``emission_time``: UTC where the statement names no offset."""
+    emitted = datetime.datetime.fromisoformat(timestamp)
+    if emitted.tzinfo is None:
+        emitted = emitted.replace(tzinfo=datetime.UTC)
+    return emitted

@@ -41,6 +41,7 @@ from event_routing_backends.management.commands.helpers.event_log_parser import 
 
 from aspects_sink import erb
 from aspects_sink.erb import transformation
+from aspects_sink.erb.assembly import Assembly
 from aspects_sink.models import HistoryCheckpoint
 from aspects_sink.progress import ProgressReporter
 from aspects_sink.sinks.xapi_statements import raw_batch, without_retired_actors
@@ -89,6 +90,8 @@ class LogReport:
     failed: int = 0  # events that could not be imported
     queued: int = 0  # statements of batches ClickHouse rejected, left to the drains
     retired: int = 0  # statements of learners recorded as retired, left out (docs/decisions/0008)
+    assembled: int = 0  # statements made from ERB's parts (aspects_sink.erb.assembly), ...
+    by_erb: int = 0  # ... and by ERB's transformers
     bytes_read: int = 0
     error: str = ""  # why the log could not be read to its end
     problems: list[str] = field(default_factory=list)
@@ -105,6 +108,8 @@ class HistoryReport:
     failed: int = 0
     queued: int = 0
     retired: int = 0
+    assembled: int = 0
+    by_erb: int = 0
     bytes_read: int = 0
     seconds: float = 0.0
     unreadable: list[str] = field(default_factory=list)
@@ -117,6 +122,8 @@ class HistoryReport:
         self.failed += report.failed
         self.queued += report.queued
         self.retired += report.retired
+        self.assembled += report.assembled
+        self.by_erb += report.by_erb
         self.bytes_read += report.bytes_read
         self.problems += report.problems
         if report.error:
@@ -239,6 +246,7 @@ class LogImporter:
         self.batch_size = batch_size
         self.sleep_time = sleep_time
         self.steps = erb.XapiSteps.of(xapi_router())
+        self.assembly = Assembly(self.steps)
 
     def import_log(self, log_object: LogObject, done: int, on_batch: Callable[[int, int], None]) -> LogReport:
         """
@@ -248,6 +256,7 @@ class LogImporter:
         to its end is reported in the LogReport, with what came before it imported.
         """
         report = LogReport(log_object, lines_before=done)
+        made_before = self.assembly.counts.assembled, self.assembly.counts.by_erb
         acknowledged = number = done
         rows: list[erb.StatementRow] = []
         reported_bytes = reported_statements = 0
@@ -273,6 +282,8 @@ class LogImporter:
             report.bytes_read = log_object.size
         self._write(report, rows)
         _save(report, max(number, acknowledged), finished=not report.error)
+        report.assembled = self.assembly.counts.assembled - made_before[0]
+        report.by_erb = self.assembly.counts.by_erb - made_before[1]
         on_batch(report.bytes_read - reported_bytes, report.statements - reported_statements)
         return report
 
@@ -291,7 +302,7 @@ class LogImporter:
         rows: list[erb.StatementRow] = []
         for each in events:
             try:
-                rows += erb.transform(self.steps, each)
+                rows += self.assembly.transform(each)
             except erb.TransformationError as error:  # one bad event must not stop the history
                 self._failed(report, number, each.get("name"), error.reason)
         if not rows:
