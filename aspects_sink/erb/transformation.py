@@ -29,7 +29,8 @@ avoids for the length of an import or of one batch of the drain, with the same r
 
 What remains is ERB's transformers themselves (its ``get_data`` lookups, the events' extensions), tincan's
 setters checking and converting every value, and JSON: a statement is serialised by tincan, parsed again by
-ERB's processor and written for ClickHouse.
+ERB's processor and written for ClickHouse. A history import does that much less often: it assembles the
+statements of the commonest events from parts ERB made for earlier ones (:mod:`aspects_sink.erb.assembly`).
 
 Nothing of this is active outside :func:`sped_up`; in a Celery worker it lasts one batch of the drain's (a
 prefork worker's process runs one task at a time).

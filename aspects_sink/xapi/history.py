@@ -5,8 +5,9 @@ Logs come from files or object storage (:mod:`aspects_sink.xapi.sources`), strea
 fly. Lines are read with event-routing-backends' own tracking-log parser and transformed by the processors
 of the ``xapi`` tracking backend, the live route's code (ERB's allow-list and transformers), so history and
 live statements are the same, ids included (:func:`aspects_sink.erb.transform`, which the live route's drain
-uses too): a statement imported twice, or
-imported after the live route sent it, collapses in ClickHouse.
+uses too): a statement imported twice, or imported after the live route sent it, collapses in ClickHouse. The
+commonest events' statements are assembled from parts ERB's transformers made for earlier events, checked
+against ERB's as the import runs (:mod:`aspects_sink.erb.assembly`, docs/decisions/0013).
 
 Statements go to ClickHouse in batches, one INSERT each. A batch ClickHouse rejects is handed to the
 statement queue, whose drains isolate the statements at fault and park them as dead letters, as on the
