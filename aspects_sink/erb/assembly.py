@@ -54,12 +54,18 @@ CHECK_EVERY = 1000
 # Parts kept per memo; a memo that outgrows it starts again (a history's memory stays flat).
 PARTS_KEPT = 200_000
 _FILTER_PREFIX = "event_routing_backends.processors.xapi."
+_MINUTE = datetime.timedelta(minutes=1)
 
 
 def _value(value) -> Hashable:
-    """An event value as a memo key: its type kept (``0``, ``0.0`` and ``False`` are equal keys, not equal JSON)."""
+    """
+    An event value as a memo key: its type kept (``0``, ``0.0`` and ``False`` are equal keys, not equal JSON), a
+    float by its text (``-0.0`` equals ``0.0``, not in JSON; a NaN equals no NaN, and would fill the memo).
+    """
     if isinstance(value, (dict, list)):
         return "json", json.dumps(value)  # in its own order: ERB reads some (submissions) in order
+    if type(value) is float:
+        return float, repr(value)
     return type(value), value
 
 
@@ -262,7 +268,12 @@ def _statement_time(timestamp) -> str:
         parsed = datetime.datetime.fromisoformat(timestamp)
     except ValueError:
         parsed = None
-    if parsed is not None and parsed.tzinfo is not None and parsed.isoformat() == timestamp:
+    if (
+        parsed is not None
+        and parsed.tzinfo is not None
+        and parsed.utcoffset() % _MINUTE == datetime.timedelta(0)  # tincan reads no seconds in an offset
+        and parsed.isoformat() == timestamp
+    ):
         return timestamp  # what tincan writes of what it reads, for text in Python's own ISO form
     return make_datetime(timestamp).isoformat()
 

@@ -341,6 +341,20 @@ def test_an_openedx_filters_pipeline_on_erbs_hooks_leaves_every_statement_to_erb
     assert made.counts.assembled == 0
 
 
+def test_values_equal_in_python_but_not_in_json_get_parts_of_their_own(tracking_lines):
+    """``0``, ``0.0``, ``-0.0`` and ``False`` are one dict key; ERB writes each as it is (or reads it as None)."""
+    play = next(line for line in tracking_lines if '"name": "play_video"' in line)
+    hint = next(line for line in tracking_lines if '"name": "edx.problem.hint.demandhint_displayed"' in line)
+    lines = [
+        re.sub(r'"(currentTime|duration)": [^,}]+', rf'"\1": {value}', play)
+        for value in ("0.0", "-0.0", "0", "false", "-0.0", "NaN", "NaN")
+    ] + [re.sub(r'"hint_index": [^,}]+', f'"hint_index": {value}', hint) for value in ("0", "0.0", "-0.0", "false")]
+
+    assembled, made = assembled_rows(lines)
+
+    assert assembled == erbs_rows(lines) and made.counts.assembled == len(lines) - 2  # the first of each checked
+
+
 def test_memos_that_start_again_give_the_same_statements(tracking_lines, monkeypatch):
     monkeypatch.setattr(assembly, "PARTS_KEPT", 2)
     assembled, made = assembled_rows(tracking_lines)
@@ -368,6 +382,7 @@ def test_an_event_a_part_refuses_takes_erbs_path_which_names_it(tracking_lines):
         datetime.datetime(2026, 1, 2, 3, 4, 5),
         "2026-01-02T03:04:05.678901",
         "2026-01-02",
+        "2026-01-02T03:04:05+05:30:15",
     ],
 )
 def test_a_statements_time_is_tincans_text_of_it_or_refused_as_tincan_refuses_it(timestamp):
