@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 # After a transformer's first event, every CHECK_EVERY-th of its events is transformed by ERB too and compared.
 CHECK_EVERY = 1000
 # Parts kept per memo; a memo that outgrows it starts again (a history's memory stays flat).
-PARTS_KEPT = 200_000
+PARTS_KEPT = 20_000
 _FILTER_PREFIX = "event_routing_backends.processors.xapi."
 _MINUTE = datetime.timedelta(minutes=1)
 
@@ -214,28 +214,36 @@ RECIPES: dict[type, Recipe] = {
 # -- assembly --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Part:
-    """A part as ERB's processor hands it on (tincan's JSON of it, read back), and its text in a statement's JSON."""
+    """
+    A part of a statement as its text in the statement's JSON: tincan's JSON of it (as ERB's processor hands it
+    on), read back and written compactly. Only the text is kept: a memo of contexts holds one per session.
+    """
 
-    value: dict | None
-    text: str | None  # None: a lone surrogate in it, which the statement's text escapes (erb.statement_row)
+    text: str | None  # None: no such part (ERB's method gave None)
+    escaped: bool = False  # a lone surrogate in it: the statement's text escapes it (erb.statement_row)
+    identified: bool = True  # an object with an id: ERB's processor makes no statement of one without
 
     @classmethod
     def of(cls, part) -> _Part:
         if part is None:
-            return cls(None, None)
+            return _NO_PART
         value = json.loads(part.to_json())
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         try:
             text.encode()
         except UnicodeEncodeError:
-            text = None
-        return cls(value, text)
+            return cls(text, escaped=True, identified=_identified(value))
+        return cls(text, identified=_identified(value))
 
 
-_NO_PART = _Part(None, None)
-_VERSION = _Part(constants.XAPI_SPECIFICATION_VERSION, json.dumps(constants.XAPI_SPECIFICATION_VERSION))
+def _identified(value) -> bool:
+    return isinstance(value, dict) and bool(value.get("id"))
+
+
+_NO_PART = _Part(None)
+_VERSION = _Part(json.dumps(constants.XAPI_SPECIFICATION_VERSION))
 
 
 class _Memo:
@@ -344,7 +352,7 @@ class Assembly:
         verb_key = (kind, *_values(t, "name", "event_source", "context.event_source"))
         verb = self._verbs.get(verb_key, t.get_verb)
         event_object = self._objects.get((kind, *recipe.object(t)), t.get_object)
-        if not event_object.value or not event_object.value.get("id"):
+        if not event_object.identified:
             return None  # no statement: ERB's processor drops it; its path says so
         context = self._contexts.get(
             (kind, *_values(t, "context.course_id", "session"), *recipe.context(t)), t.get_context
@@ -354,18 +362,18 @@ class Assembly:
         verb_text, actor_text = self._verb_texts.get(verb_key, t.get_verb), self._actor_texts.get(learner, t.get_actor)
         event_id = str(get_uuid5(verb_text, f"{actor_text}-{timestamp}"))
         parts = {
-            "id": _Part(event_id, f'"{event_id}"'),
+            "id": _Part(f'"{event_id}"'),
             "result": result,
             "version": _VERSION,
             "actor": actor,
             "verb": verb,
             "object": event_object,
-            "timestamp": _Part(time := _statement_time(timestamp), f'"{time}"'),
+            "timestamp": _Part(f'"{(time := _statement_time(timestamp))}"'),
             "context": context,
         }
-        parts = {key: part for key, part in parts.items() if part.value is not None}
-        if any(part.text is None for part in parts.values()):
-            return [erb.statement_row({key: part.value for key, part in parts.items()})]
+        parts = {key: part for key, part in parts.items() if part.text is not None}
+        if any(part.escaped for part in parts.values()):
+            return [erb.statement_row({key: json.loads(part.text) for key, part in parts.items()})]
         text = "{" + ",".join(f'"{key}":{part.text}' for key, part in parts.items()) + "}"
         return [(event_id, erb.emission_time(time), text)]
 

@@ -355,6 +355,14 @@ def test_values_equal_in_python_but_not_in_json_get_parts_of_their_own(tracking_
     assert assembled == erbs_rows(lines) and made.counts.assembled == len(lines) - 2  # the first of each checked
 
 
+def test_a_part_holding_a_lone_surrogate_gives_erbs_escaped_text(tracking_lines):
+    """No database stores a lone surrogate as UTF-8: ERB's path writes such a statement with JSON escapes."""
+    outline = next(line for line in tracking_lines if '"name": "edx.ui.lms.outline.selected"' in line)
+    lines = [outline.replace('"target_name": "Week 1"', f'"target_name": "Week {text}"') for text in ("\\ud800", "2")]
+    assembled, _ = assembled_rows([*lines, *lines])
+    assert assembled == erbs_rows([*lines, *lines]) and "\\ud800" in assembled[0][2]
+
+
 def test_memos_that_start_again_give_the_same_statements(tracking_lines, monkeypatch):
     monkeypatch.setattr(assembly, "PARTS_KEPT", 2)
     assembled, made = assembled_rows(tracking_lines)
