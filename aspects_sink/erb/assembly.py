@@ -384,14 +384,25 @@ class Assembly:
         if erbs != assembled:
             self._refused.add(transformer_class)
             log.warning(
-                "Statements of %s assembled from ERB's parts differ from ERB's own: %s's events go through "
-                "ERB's transformation for the rest of this run. ERB's: %s; assembled: %s",
+                "Statements of %s assembled from ERB's parts differ from ERB's own in %s: %s's events go through "
+                "ERB's transformation for the rest of this run",
                 erb.describe(event),
+                _differing_parts(erbs, assembled),
                 transformer_class.__name__,
-                [text for _, _, text in erbs],
-                [text for _, _, text in assembled],
             )
+            log.debug("ERB's statements: %s; assembled: %s", [row[2] for row in erbs], [row[2] for row in assembled])
         return erbs
+
+
+def _differing_parts(erbs: list[StatementRow], assembled: list[StatementRow]) -> str:
+    """Which parts of the statements differ (their texts are logged at DEBUG only: they hold the learner's ids)."""
+    if len(erbs) != len(assembled):
+        return f"their number ({len(erbs)} against {len(assembled)})"
+    differing = set()
+    for (_, _, erbs_text), (_, _, assembled_text) in zip(erbs, assembled, strict=True):
+        theirs, ours = json.loads(erbs_text), json.loads(assembled_text)
+        differing |= {key for key in theirs.keys() | ours.keys() if theirs.get(key) != ours.get(key)}
+    return ", ".join(sorted(differing)) or "their text"
 
 
 def _registry(steps: erb.XapiSteps) -> dict[str, type] | None:

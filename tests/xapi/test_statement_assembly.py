@@ -326,7 +326,7 @@ def test_a_recipe_that_misses_a_value_erb_reads_is_caught_and_its_transformer_ha
 
     assert assembled == erbs_rows(lines)
     warnings = [record.getMessage() for record in caplog.records if record.name == assembly.__name__]
-    assert len(warnings) == 1 and "VideoInteractionTransformers's events go through ERB's transformation" in warnings[0]
+    assert len(warnings) == 1 and "differ from ERB's own in object: VideoInteractionTransformers's" in warnings[0]
     assert made.counts.checked == 2 and made.counts.assembled == 0 and made.counts.by_erb == len(lines)
 
 
