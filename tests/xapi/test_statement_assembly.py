@@ -46,6 +46,12 @@ def events_of_every_recipe(blocks: activity.CourseBlocks, user, step: int) -> li
         "variant": "",
         "group_label": "",
     }
+
+    def tab(name: str, current: int, target: int, placement: str) -> Event:
+        """A move between a subsection's units, from the browser."""
+        data = {"current_tab": current, "target_tab": target, "tab_count": 4, "id": str(sequential.location)}
+        return Event(name, {**data, "widget_placement": placement}, video_page, True)
+
     return [
         Event("load_video", {"id": video.block_id, "code": "html5", "duration": 180}, video_page, True),
         Event("play_video", {"id": video.block_id, "currentTime": position, "duration": 180.0}, video_page, True),
@@ -76,42 +82,9 @@ def events_of_every_recipe(blocks: activity.CourseBlocks, user, step: int) -> li
         Event("edx.video.played", {"id": video.block_id, "current_time": position, "duration": 180}, video_page),
         Event("edx.video.position.changed", {"id": video.block_id, "old_time": 1, "new_time": 2}, video_page),
         Event("edx.video.closed_captions.shown", {"id": video.block_id, "current_time": 4.25}, video_page),
-        Event(
-            "edx.ui.lms.sequence.next_selected",
-            {
-                "current_tab": 1 + step % 3,
-                "target_tab": 2,
-                "tab_count": 4,
-                "id": str(sequential.location),
-                "widget_placement": "top",
-            },
-            video_page,
-            True,
-        ),
-        Event(
-            "edx.ui.lms.sequence.previous_selected",
-            {
-                "current_tab": 3,
-                "target_tab": 2,
-                "tab_count": 4,
-                "id": str(sequential.location),
-                "widget_placement": "bottom",
-            },
-            video_page,
-            True,
-        ),
-        Event(
-            "edx.ui.lms.sequence.tab_selected",
-            {
-                "current_tab": 1,
-                "target_tab": 3 + step % 2,
-                "tab_count": 4,
-                "id": str(sequential.location),
-                "widget_placement": "top",
-            },
-            video_page,
-            True,
-        ),
+        tab("edx.ui.lms.sequence.next_selected", 1 + step % 3, 2, "top"),
+        tab("edx.ui.lms.sequence.previous_selected", 3, 2, "bottom"),
+        tab("edx.ui.lms.sequence.tab_selected", 1, 3 + step % 2, "top"),
         Event(
             "edx.ui.lms.link_clicked",
             {"current_url": f"{activity.LMS}{video_page}", "target_url": f"https://example.com/reading/{step % 2}"},
