@@ -11,7 +11,7 @@ statement's id is ERB's ``get_uuid5`` of the same texts, its time tincan's text 
 
 The parts are ERB's, so the statements are ERB's as long as a recipe (:data:`RECIPES`) names every value a part's
 method reads: the recipes are written from ERB's transformers (9.3 to 10, whose xAPI code is the same) and
-checked against them: the first event of each transformer in a run, and every :data:`CHECK_EVERY`-th after it,
+checked against them: the first event of each transformer in each process, and every :data:`CHECK_EVERY`-th after it,
 is also transformed by ERB, and a difference hands that transformer's events to ERB for the rest of the run,
 with a WARNING naming the event. ``tests/xapi/test_statement_assembly.py`` compares every statement, text and id.
 
@@ -28,6 +28,7 @@ import json
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -55,6 +56,9 @@ CHECK_EVERY = 1000
 PARTS_KEPT = 20_000
 _FILTER_PREFIX = "event_routing_backends.processors.xapi."
 _MINUTE = datetime.timedelta(minutes=1)
+# A field the event lacks, as a memo key (ERB's method raises on it): equal to no value an event holds.
+_MISSING = object()
+Kept = TypeVar("Kept")
 
 
 def _value(value) -> Hashable:
@@ -123,7 +127,7 @@ def _data_fields(t: XApiTransformer, *names: str) -> tuple:
     data = t.get_data("data")
     if not isinstance(data, dict):
         return (type(data),)
-    return (dict, *(_value(data[name]) if name in data else "missing" for name in names))
+    return (dict, *(_value(data[name]) if name in data else _MISSING for name in names))
 
 
 def _problem_source(t: XApiTransformer) -> tuple:
@@ -142,7 +146,7 @@ def _problem_object(t: XApiTransformer) -> tuple:
         *_problem_source(t),
         *_values(t, "data.attempts", "response_type", "display_name", "submission"),
         _value(submission.get("response_type")),
-        _value(submission.get("question", "missing")),
+        _value(submission.get("question", _MISSING)),
     )
 
 
@@ -223,7 +227,7 @@ class _Part:
 
     text: str | None  # None: no such part (ERB's method gave None)
     escaped: bool = False  # a lone surrogate in it: the statement's text escapes it (erb.statement_row)
-    identified: bool = True  # an object with an id: ERB's processor makes no statement of one without
+    identified: bool = True  # for an object: it has an id (ERB's processor makes no statement of one without)
 
     @classmethod
     def of(cls, part) -> _Part:
@@ -242,18 +246,18 @@ def _identified(value) -> bool:
     return isinstance(value, dict) and bool(value.get("id"))
 
 
-_NO_PART = _Part(None)
+_NO_PART = _Part(None, identified=False)
 _VERSION = _Part(json.dumps(constants.XAPI_SPECIFICATION_VERSION))
 
 
-class _Memo:
-    """What ``make`` gave for each key; past :data:`PARTS_KEPT` entries the memo starts again (memory stays flat)."""
+class _Memo(Generic[Kept]):
+    """What ``make`` gave for each key, as ``keep`` keeps it; past :data:`PARTS_KEPT` entries it starts again."""
 
-    def __init__(self, keep: Callable[[object], object] = _Part.of):
+    def __init__(self, keep: Callable[[Any], Kept]):
         self.keep = keep
-        self.kept: dict[Hashable, object] = {}
+        self.kept: dict[Hashable, Kept] = {}
 
-    def get(self, key: Hashable, make: Callable[[], object]):
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Kept:
         try:
             return self.kept[key]
         except KeyError:
@@ -263,12 +267,12 @@ class _Memo:
             return kept
 
 
-def _json(part) -> str:
+def _tincan_json(part) -> str:
     """tincan's default JSON of a part, of which ERB's ``get_event_id`` makes a statement's id."""
     return part.to_json()
 
 
-def _statement_time(timestamp) -> str:
+def _statement_time(timestamp: datetime.datetime | str) -> str:
     """tincan's text of the statement's time: a datetime's ISO text; text read as ISO 8601 and written again."""
     if isinstance(timestamp, datetime.datetime):
         return timestamp.isoformat()
@@ -288,10 +292,10 @@ def _statement_time(timestamp) -> str:
 
 @dataclass
 class AssemblyCounts:
-    """How a run's statements were made."""
+    """How a run's statements were made: statements assembled, statements ERB made, events checked."""
 
     assembled: int = 0
-    by_erb: int = 0
+    by_erb: int = 0  # the checked events' statements included: ERB's are the ones kept
     checked: int = 0
 
 
@@ -307,13 +311,13 @@ class Assembly:
         self.counts = AssemblyCounts()
         self._seen: dict[type, int] = {}
         self._refused: set[type] = set()
-        self._actors = _Memo()
-        self._verbs = _Memo()
-        self._actor_texts = _Memo(_json)
-        self._verb_texts = _Memo(_json)
-        self._objects = _Memo()
-        self._contexts = _Memo()
-        self._results = _Memo()
+        self._actors = _Memo(_Part.of)
+        self._verbs = _Memo(_Part.of)
+        self._actor_texts = _Memo(_tincan_json)
+        self._verb_texts = _Memo(_tincan_json)
+        self._objects = _Memo(_Part.of)
+        self._contexts = _Memo(_Part.of)
+        self._results = _Memo(_Part.of)
 
     def transform(self, event: dict) -> list[StatementRow]:
         """The rows of the statements ERB makes of ``event``, as :func:`aspects_sink.erb.transform` gives them."""
@@ -325,8 +329,9 @@ class Assembly:
         try:
             rows = self._assembled(transformer_class(event), recipe)
         except DatabaseError:
-            raise  # ERB's lookups failing: the caller waits and tries again, as for ERB's own transformation
-        except Exception:  # a method raising on this event: ERB's own path names the event and the error
+            raise  # ERB's lookups failing is no event's fault: raised as ERB's own transformation raises it
+        except Exception as error:  # a method raising on this event: ERB's own path names the event and the error
+            log.debug("%s takes ERB's path: %s: %s", erb.describe(event), type(error).__name__, error)
             rows = None
         if rows is None:
             return self._by_erb(event)
@@ -361,6 +366,7 @@ class Assembly:
         # ERB's get_event_id: tincan's default JSON (not the statement's compact one) of the actor and the verb
         verb_text, actor_text = self._verb_texts.get(verb_key, t.get_verb), self._actor_texts.get(learner, t.get_actor)
         event_id = str(get_uuid5(verb_text, f"{actor_text}-{timestamp}"))
+        time = _statement_time(timestamp)
         parts = {
             "id": _Part(f'"{event_id}"'),
             "result": result,
@@ -368,7 +374,7 @@ class Assembly:
             "actor": actor,
             "verb": verb,
             "object": event_object,
-            "timestamp": _Part(f'"{(time := _statement_time(timestamp))}"'),
+            "timestamp": _Part(f'"{time}"'),
             "context": context,
         }
         parts = {key: part for key, part in parts.items() if part.text is not None}

@@ -9,7 +9,7 @@ assembly off.
 from __future__ import annotations
 
 import datetime
-import logging
+import json
 import re
 import uuid
 
@@ -82,12 +82,25 @@ def events_of_every_recipe(blocks: activity.CourseBlocks, user, step: int) -> li
         Event("edx.video.played", {"id": video.block_id, "current_time": position, "duration": 180}, video_page),
         Event("edx.video.position.changed", {"id": video.block_id, "old_time": 1, "new_time": 2}, video_page),
         Event("edx.video.closed_captions.shown", {"id": video.block_id, "current_time": 4.25}, video_page),
+        Event("edx.video.closed_captions.hidden", {"id": video.block_id, "current_time": 5}, video_page),
+        Event("edx.video.transcript.shown", {"id": video.block_id, "current_time": position}, video_page),
+        Event("edx.video.transcript.hidden", {"id": video.block_id, "current_time": 0.0}, video_page),
+        Event("edx.video.loaded", {"id": video.block_id, "duration": 180.0}, video_page),
+        Event("edx.video.paused", {"id": video.block_id, "current_time": position, "duration": 180}, video_page),
+        Event("edx.video.stopped", {"id": video.block_id, "current_time": 180.0}, video_page),
+        Event("edx.video.completed", {"id": video.block_id, "duration": 180.0}, video_page),
         tab("edx.ui.lms.sequence.next_selected", 1 + step % 3, 2, "top"),
         tab("edx.ui.lms.sequence.previous_selected", 3, 2, "bottom"),
         tab("edx.ui.lms.sequence.tab_selected", 1, 3 + step % 2, "top"),
         Event(
             "edx.ui.lms.link_clicked",
             {"current_url": f"{activity.LMS}{video_page}", "target_url": f"https://example.com/reading/{step % 2}"},
+            video_page,
+            True,
+        ),
+        Event(
+            "edx.ui.lms.sequence.outline.selected",
+            {"target_url": f"{activity.LMS}{blocks.courseware_url(sequential)}", "target_name": "Unit 2"},
             video_page,
             True,
         ),
@@ -116,6 +129,7 @@ def events_of_every_recipe(blocks: activity.CourseBlocks, user, step: int) -> li
             problem_path,
         ),
         Event("edx.course.grade.now_failed", {"user_id": user.id, "course_id": course_id}, problem_path),
+        Event("edx.course.grade.now_passed", {"user_id": user.id, "course_id": course_id}, problem_path),
         Event(
             "edx.grades.subsection.grade_calculated",
             {
@@ -272,12 +286,14 @@ def test_assembled_statements_are_erbs_to_the_byte(tracking_lines, settings, bat
     assembled, made = assembled_rows(tracking_lines)
 
     assert assembled == erbs
-    assert len({event_id for event_id, _, _ in erbs}) == len(erbs) == 3 * 3 * 39
-    # per round of 37 events: 34 assembled; ERB's path for the problem of two questions (3 statements) and the
+    assert len({event_id for event_id, _, _ in erbs}) == len(erbs) == 3 * 3 * 48
+    # per round of 46 events: 43 assembled; ERB's path for the problem of two questions (3 statements) and the
     # two events no recipe covers
     checked = made.counts.checked  # the first event of each transformer, also made by ERB and compared
     assert made.counts.assembled + made.counts.by_erb == len(erbs)
-    assert made.counts.assembled == 3 * 3 * 34 - checked
+    assert made.counts.assembled == 3 * 3 * 43 - checked
+    with_recipes = {name for name, kind in made.registry.items() if kind in assembly.RECIPES}
+    assert len(with_recipes) == 40 and with_recipes <= {json.loads(line)["name"] for line in tracking_lines}
 
 
 def test_a_recipe_that_misses_a_value_erb_reads_is_caught_and_its_transformer_handed_back_to_erb(
@@ -285,7 +301,9 @@ def test_a_recipe_that_misses_a_value_erb_reads_is_caught_and_its_transformer_ha
 ):
     """A video's object keyed without its block: the second video of the course is served the first's object."""
     lines = [line for line in tracking_lines if '"name": "play_video"' in line]
-    other_video = lines[1].replace('"id": "', '"id": "other', 1)
+    video_block = json.loads(lines[1])["event"]["id"]
+    other_video = lines[1].replace(f'"id": "{video_block}"', f'"id": "other{video_block}"')
+    assert other_video != lines[1]
     lines = [lines[0], other_video, *lines[2:]]
     monkeypatch.setitem(
         assembly.RECIPES,
@@ -293,7 +311,6 @@ def test_a_recipe_that_misses_a_value_erb_reads_is_caught_and_its_transformer_ha
         Recipe(object=lambda t: assembly._values(t, "context.course_id"), result=lambda t: ()),
     )
     monkeypatch.setattr(assembly, "CHECK_EVERY", 1)
-    caplog.set_level(logging.WARNING, logger=assembly.__name__)
 
     assembled, made = assembled_rows(lines)
 

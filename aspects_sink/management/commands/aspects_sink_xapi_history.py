@@ -188,6 +188,6 @@ class Command(BaseCommand):
             + (f", {len(report.unreadable):,} logs not read to the end" if report.unreadable else "")
             + (f", {report.queued:,} statements of refused batches queued for the drains" if report.queued else "")
             + (f", {report.retired:,} statements of retired learners left out" if report.retired else "")
-            + f". Statements made: {report.assembled:,} assembled from ERB's parts, {report.by_erb:,} by ERB's "
-            "transformers."
+            + f". Of the statements made, {report.assembled:,} were assembled from ERB's parts, {report.by_erb:,} "
+            "made by ERB's transformers."
         )
