@@ -24,6 +24,7 @@ any event a part's method raises on, goes through ERB's transformation as before
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 from collections.abc import Callable, Hashable
@@ -74,8 +75,31 @@ def _value(value) -> Hashable:
 
 
 def _values(transformer: XApiTransformer, *keys: str) -> tuple:
-    """What ERB's ``get_data`` answers for each key (a dotted path, or a key found at any depth)."""
-    return tuple(_value(transformer.get_data(key)) for key in keys)
+    """
+    What the event holds where ERB's ``get_data`` looks for each key (a dotted path, or a key found at any depth),
+    before ``get_data`` reads an empty value as None: a key that tells apart at least the values a method sees.
+    """
+    event = transformer.event
+    return tuple(_value(_held(event, key)) for key in keys)
+
+
+def _held(event: dict, key: str):
+    """``get_data``'s lookup without its reading: ``get_value_from_dotted_path``, or ``find_nested``."""
+    path = _path(key)
+    if path is None:
+        return event[key] if key in event else XApiTransformer.find_nested(event, key)  # find_nested's first step
+    value = event
+    try:
+        for part in path:
+            value = value[part]
+    except (KeyError, TypeError):
+        return _MISSING
+    return value
+
+
+@functools.cache
+def _path(key: str) -> tuple[str, ...] | None:
+    return tuple(key.split(".")) if "." in key else None
 
 
 def _nothing(transformer: XApiTransformer) -> tuple:
