@@ -24,7 +24,6 @@ any event a part's method raises on, goes through ERB's transformation as before
 from __future__ import annotations
 
 import datetime
-import functools
 import json
 import logging
 from collections.abc import Callable, Hashable
@@ -34,6 +33,7 @@ from typing import Any, Generic, TypeVar
 from django.conf import settings
 from django.db import DatabaseError
 from event_routing_backends.helpers import get_uuid5
+from event_routing_backends.models import get_value_from_dotted_path
 from event_routing_backends.processors.xapi import constants
 from event_routing_backends.processors.xapi.event_transformers import (
     enrollment_events,
@@ -85,21 +85,9 @@ def _values(transformer: XApiTransformer, *keys: str) -> tuple:
 
 def _held(event: dict, key: str):
     """``get_data``'s lookup without its reading: ``get_value_from_dotted_path``, or ``find_nested``."""
-    path = _path(key)
-    if path is None:
-        return event[key] if key in event else XApiTransformer.find_nested(event, key)  # find_nested's first step
-    value = event
-    try:
-        for part in path:
-            value = value[part]
-    except (KeyError, TypeError):
-        return _MISSING
-    return value
-
-
-@functools.cache
-def _path(key: str) -> tuple[str, ...] | None:
-    return tuple(key.split(".")) if "." in key else None
+    if "." in key:
+        return get_value_from_dotted_path(event, key)
+    return event[key] if key in event else XApiTransformer.find_nested(event, key)  # find_nested's first step
 
 
 def _nothing(transformer: XApiTransformer) -> tuple:
@@ -255,9 +243,11 @@ class _Part:
 
     @classmethod
     def of(cls, part) -> _Part:
-        if part is None:
-            return _NO_PART
-        value = json.loads(part.to_json())
+        return _NO_PART if part is None else cls.of_tincan_json(part.to_json())
+
+    @classmethod
+    def of_tincan_json(cls, tincan_json: str) -> _Part:
+        value = json.loads(tincan_json)
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         try:
             text.encode()
@@ -291,9 +281,13 @@ class _Memo(Generic[Kept]):
             return kept
 
 
-def _tincan_json(part) -> str:
-    """tincan's default JSON of a part, of which ERB's ``get_event_id`` makes a statement's id."""
-    return part.to_json()
+def _with_tincan_json(part) -> tuple[_Part, str]:
+    """
+    An actor or a verb as a part, and tincan's default JSON of it (not the statement's compact one), of which
+    ERB's ``get_event_id`` makes a statement's id: tincan writes it once for both.
+    """
+    tincan_json = part.to_json()
+    return _Part.of_tincan_json(tincan_json), tincan_json
 
 
 def _statement_time(timestamp: datetime.datetime | str) -> str:
@@ -335,10 +329,8 @@ class Assembly:
         self.counts = AssemblyCounts()
         self._seen: dict[type, int] = {}
         self._refused: set[type] = set()
-        self._actors = _Memo(_Part.of)
-        self._verbs = _Memo(_Part.of)
-        self._actor_texts = _Memo(_tincan_json)
-        self._verb_texts = _Memo(_tincan_json)
+        self._actors = _Memo(_with_tincan_json)
+        self._verbs = _Memo(_with_tincan_json)
         self._objects = _Memo(_Part.of)
         self._contexts = _Memo(_Part.of)
         self._results = _Memo(_Part.of)
@@ -377,9 +369,9 @@ class Assembly:
             return None
         kind = type(t)
         learner = _value(t.extract_username_or_userid())
-        actor = self._actors.get(learner, t.get_actor)
+        actor, actor_text = self._actors.get(learner, t.get_actor)
         verb_key = (kind, *_values(t, "name", "event_source", "context.event_source"))
-        verb = self._verbs.get(verb_key, t.get_verb)
+        verb, verb_text = self._verbs.get(verb_key, t.get_verb)
         event_object = self._objects.get((kind, *recipe.object(t)), t.get_object)
         if not event_object.identified:
             return None  # no statement: ERB's processor drops it; its path says so
@@ -387,8 +379,6 @@ class Assembly:
             (kind, *_values(t, "context.course_id", "session"), *recipe.context(t)), t.get_context
         )
         result = self._results.get((kind, *recipe.result(t)), t.get_result) if recipe.result else _NO_PART
-        # ERB's get_event_id: tincan's default JSON (not the statement's compact one) of the actor and the verb
-        verb_text, actor_text = self._verb_texts.get(verb_key, t.get_verb), self._actor_texts.get(learner, t.get_actor)
         event_id = str(get_uuid5(verb_text, f"{actor_text}-{timestamp}"))
         time = _statement_time(timestamp)
         parts = {
